@@ -1,0 +1,324 @@
+"""The pose path, stage by stage: reference -> extract -> clean -> align (+negative) -> render.
+
+Each stage is a plain function of the previous stages' results, so a caller (the app) can cache
+them and re-run only what a control affects: smoothing re-runs ``clean_driving`` onwards, the
+alignment controls ``align_driving`` onwards; nothing re-runs the detector.
+
+    reference = prepare_reference(image)                      # detect the character's pose
+    driving   = extract_driving(video, options, progress)     # mediapipe over the clip (slow part)
+    cleaned   = clean_driving(driving, options)               # repair corrupted frames, smooth
+    aligned   = align_driving(reference, cleaned, options)    # retarget + lead-in + negative
+    pos, neg  = render_conditions(reference, aligned, options)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from PIL import Image
+
+from ..constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
+from ..errors import SteadyDancerInputError
+from .align import AlignmentInfo, align_sequence, lead_in
+from .augment import augment_sequence
+from .repair import RepairReport, repair_sequence, smooth_sequence
+from .sequence import PoseFrame, PoseSequence
+
+Progress = Optional[Callable[[float, str], None]]
+DrivingInput = Union[str, Path, PoseSequence]
+
+#: File names written by :func:`write_pose_outputs` (the command line documents them).
+OUTPUT_FILES = {
+    "poses": "poses.json",
+    "aligned_poses": "aligned_poses.json",
+    "positive": "aligned_pose.mp4",
+    "negative": "negative_pose.mp4",
+    "preview": "preview.mp4",
+}
+
+
+@dataclass
+class PoseOptions:
+    """Every knob of the pose path (defaults are what the app starts with)."""
+
+    fps: float = MODEL_FPS  #: resample the driving clip to this rate; 0 keeps every source frame
+    max_frames: Optional[int] = None  #: cap on driving frames read (after resampling)
+    smooth: float = 0.3  #: temporal smoothing strength in [0, 1]; 0 = off
+    repair: bool = True  #: detect and repair corrupted frames
+    align_mode: str = "robust"  #: "robust" (ours) or "official" (SteadyDancer/MusePose)
+    alignment_frame: Optional[int] = None  #: driving frame that sets the scales (None = auto/0)
+    lead_in_frames: int = 0  #: frames that move from the character's own pose to the first pose
+    seed: int = 0  #: seed of the negative (augmented) condition
+    draw_face: bool = False  #: the official conditions have no face; drawing it is optional
+
+    def __post_init__(self):
+        if self.fps < 0:
+            raise SteadyDancerInputError(f"fps must be 0 (keep the source rate) or positive, got {self.fps}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise SteadyDancerInputError(f"max_frames must be at least 1, got {self.max_frames}")
+        if not 0.0 <= self.smooth <= 1.0:
+            raise SteadyDancerInputError(f"smoothing strength must be between 0 and 1, got {self.smooth}")
+        if self.align_mode not in ("robust", "official"):
+            raise SteadyDancerInputError(f"align_mode must be 'robust' or 'official', got {self.align_mode!r}")
+        if self.lead_in_frames < 0:
+            raise SteadyDancerInputError(f"lead_in_frames must be >= 0, got {self.lead_in_frames}")
+
+
+@dataclass
+class ReferencePose:
+    """The character: its sanitised RGB image, the working size and the detected pose."""
+
+    image: Image.Image  #: the sanitised image at its own resolution (RGB)
+    size: tuple[int, int]  #: (W, H): the official 1024x576-area size, multiples of 16
+    pose: PoseFrame  #: normalised to the image
+
+
+@dataclass
+class DrivingPoses:
+    poses: PoseSequence  #: raw detections (or a loaded poses.json)
+    video: Optional[Path] = None  #: the source clip, when there is one (preview, audio)
+
+
+@dataclass
+class CleanedPoses:
+    poses: PoseSequence
+    report: RepairReport
+
+
+@dataclass
+class AlignedPoses:
+    positive: PoseSequence  #: aligned to the character (normalised to the reference size)
+    negative: PoseSequence  #: the augmented "null" condition
+    info: AlignmentInfo
+    lead_in_frames: int = 0  #: frames at the start that come from the lead-in, not the clip
+
+
+@dataclass
+class PosePathResult:
+    reference: ReferencePose
+    driving: DrivingPoses
+    cleaned: CleanedPoses
+    aligned: AlignedPoses
+    options: PoseOptions = field(default_factory=PoseOptions)
+
+
+def _call(progress: Progress, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(float(min(max(fraction, 0.0), 1.0)), message)
+
+
+def _scaled(progress: Progress, start: float, end: float) -> Progress:
+    """A progress callback mapping [0, 1] of a sub-stage to [start, end] of the whole."""
+    if progress is None:
+        return None
+    return lambda f, msg: progress(start + (end - start) * float(f), msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_reference(image) -> ReferencePose:
+    """Sanitise the character image and detect its pose (at the official working size)."""
+    from ..image import load_image
+    from .extract import extract_image_pose
+
+    img = load_image(image)
+    size = size_for_area(img.width, img.height, DEFAULT_MAX_AREA)
+    # The official preprocessing detects on the image resized to the working size; detection
+    # coordinates are normalised, so they apply to the full-resolution image as well.
+    work = img.resize(size, Image.BICUBIC)
+    pose = extract_image_pose(np.asarray(work))
+    return ReferencePose(image=img, size=size, pose=pose)
+
+
+def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
+                    progress: Progress = None) -> DrivingPoses:
+    """Poses of the driving motion: a video (mediapipe), a saved poses.json, or a PoseSequence."""
+    options = options or PoseOptions()
+    if isinstance(driving, PoseSequence):
+        seq = driving
+        video = None
+    else:
+        path = Path(driving)
+        if not path.exists():
+            raise SteadyDancerInputError(f"The driving file {path} does not exist.")
+        if path.suffix.lower() == ".json":
+            seq = PoseSequence.load(path)
+            video = None
+        else:
+            from .extract import extract_video_poses
+
+            seq = extract_video_poses(path, fps=options.fps, max_frames=options.max_frames, progress=progress)
+            video = path
+    if isinstance(driving, PoseSequence) or video is None:
+        seq = _resample_poses(seq, options.fps)
+        if options.max_frames is not None:
+            seq = seq[: options.max_frames]
+    if len(seq) < 2:
+        raise SteadyDancerInputError(
+            f"The driving motion has {len(seq)} frame(s); at least 2 are needed. Use a longer clip."
+        )
+    if not seq.frames_with_person().any():
+        raise SteadyDancerInputError("No person was found in the driving motion. Use a clip with one dancer in view.")
+    _call(progress, 1.0, f"extracted {len(seq)} poses")
+    return DrivingPoses(poses=seq, video=video)
+
+
+def _resample_poses(seq: PoseSequence, fps: float) -> PoseSequence:
+    """Nearest-frame resampling of a pose sequence to ``fps`` (0 or equal rate: unchanged) --
+    the same rule the video reader uses for frames."""
+    if fps <= 0 or abs(seq.fps - fps) < 1e-6 or len(seq) == 0:
+        return seq
+    n_out = max(1, int(np.floor(seq.duration * fps + 1e-6)))
+    src = np.minimum(np.round(np.arange(n_out) / fps * seq.fps).astype(int), len(seq) - 1)
+    return seq[src].replace(fps=float(fps))
+
+
+def clean_driving(driving: DrivingPoses, options: PoseOptions | None = None) -> CleanedPoses:
+    """Repair corrupted frames (reported) and smooth detector jitter."""
+    options = options or PoseOptions()
+    seq = driving.poses
+    if options.repair:
+        seq, report = repair_sequence(seq)
+    else:
+        report = RepairReport(events=[])
+    if options.smooth > 0:
+        seq = smooth_sequence(seq, options.smooth)
+    return CleanedPoses(poses=seq, report=report)
+
+
+def align_driving(reference: ReferencePose, cleaned: CleanedPoses,
+                  options: PoseOptions | None = None) -> AlignedPoses:
+    """Retarget the motion to the character, add the lead-in, build the negative condition."""
+    options = options or PoseOptions()
+    aligned, info = align_sequence(
+        cleaned.poses, reference.pose, reference.size,
+        mode=options.align_mode, alignment_frame=options.alignment_frame,
+    )
+    if options.lead_in_frames:
+        aligned = lead_in(reference.pose, aligned, options.lead_in_frames)
+    negative = augment_sequence(aligned, seed=options.seed)
+    return AlignedPoses(positive=aligned, negative=negative, info=info, lead_in_frames=options.lead_in_frames)
+
+
+def render_conditions(reference: ReferencePose, aligned: AlignedPoses, options: PoseOptions | None = None,
+                      size: tuple[int, int] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The positive and negative condition frames, drawn exactly as the official preprocessing
+    draws them (on a canvas twice the working size), then resized bicubic to ``size``
+    (default: the working size, which is what the generator resizes them to)."""
+    options = options or PoseOptions()
+    size = tuple(size or reference.size)
+    return (
+        list(_iter_condition(aligned.positive, reference, options, size)),
+        list(_iter_condition(aligned.negative, reference, options, size)),
+    )
+
+
+def _iter_condition(seq: PoseSequence, reference: ReferencePose, options: PoseOptions, size):
+    from .render import official_canvas_size, render_pose, resize_frames
+
+    canvas_w, canvas_h = official_canvas_size(*reference.size)
+    for frame in seq:
+        img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
+        if (canvas_w, canvas_h) != size:
+            img = resize_frames([img], size)[0]
+        yield img
+
+
+def render_preview(reference: ReferencePose, driving: DrivingPoses, cleaned: CleanedPoses,
+                   aligned: AlignedPoses, options: PoseOptions | None = None,
+                   max_height: int = 480) -> list[np.ndarray]:
+    """Side-by-side preview frames: driving frame | extracted pose | aligned pose over the character."""
+    from .render import overlay, render_pose, side_by_side
+
+    options = options or PoseOptions()
+    seq = cleaned.poses
+    drv_h = max_height
+    drv_w = max(16, int(round(drv_h * seq.aspect / 2)) * 2)
+    ref_h = max_height
+    ref_w = max(16, int(round(ref_h * reference.size[0] / reference.size[1] / 2)) * 2)
+    background = np.asarray(reference.image.resize((ref_w, ref_h), Image.BICUBIC))
+    # Thickness as it looks on the official canvas relative to the working size.
+    drv_frames = _preview_driving_frames(driving, len(seq), options, max_height)
+
+    frames = []
+    n_lead = aligned.lead_in_frames
+    for t in range(len(aligned.positive)):
+        src_t = min(max(t - n_lead, 0), len(seq) - 1)
+        extracted = render_pose(seq[src_t], drv_w, drv_h, draw_face=options.draw_face)
+        pose_img = render_pose(aligned.positive[t], ref_w, ref_h, draw_face=options.draw_face)
+        panels = [
+            drv_frames[src_t] if drv_frames is not None else np.zeros((drv_h, drv_w, 3), np.uint8),
+            extracted,
+            overlay(pose_img, background),
+        ]
+        frames.append(side_by_side(panels, ["driving", "extracted", "aligned"], height=max_height))
+    return frames
+
+
+def _preview_driving_frames(driving: DrivingPoses, count: int, options: PoseOptions, max_side: int):
+    """The driving clip's frames at preview size, indexed like the poses (None without a clip)."""
+    if driving.video is None:
+        return None
+    from ..video import iter_video_frames
+
+    frames = [f.frame for f in iter_video_frames(driving.video, fps=options.fps,
+                                                 max_frames=count, max_side=max_side)]
+    if not frames:
+        return None
+    while len(frames) < count:  # a short read (rounding at the end) repeats the last frame
+        frames.append(frames[-1])
+    return frames
+
+
+def run_pose_path(image, driving: DrivingInput, options: PoseOptions | None = None,
+                  progress: Progress = None) -> PosePathResult:
+    """All stages: the character image and a driving clip (or poses) -> aligned poses."""
+    options = options or PoseOptions()
+    _call(progress, 0.0, "detecting the character's pose")
+    reference = prepare_reference(image)
+    drv = extract_driving(driving, options, _scaled(progress, 0.05, 0.9))
+    _call(progress, 0.9, "repairing and smoothing")
+    cleaned = clean_driving(drv, options)
+    _call(progress, 0.95, "aligning to the character")
+    aligned = align_driving(reference, cleaned, options)
+    _call(progress, 1.0, "poses ready")
+    return PosePathResult(reference, drv, cleaned, aligned, options)
+
+
+def write_pose_outputs(result: PosePathResult, out_dir: str | Path, *, audio_from: str | Path | None = None,
+                       progress: Progress = None) -> dict[str, Path]:
+    """Write poses.json (extracted, reusable with any character), aligned_poses.json,
+    aligned_pose.mp4 (positive condition), negative_pose.mp4 and preview.mp4 into ``out_dir``."""
+    from ..video import write_video
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
+    fps = result.aligned.positive.fps
+    result.driving.poses.save(paths["poses"])
+    aligned = result.aligned.positive.replace(meta={
+        **result.aligned.positive.meta,
+        "alignment": {"mode": result.aligned.info.mode, "scales": result.aligned.info.scales,
+                      "offset": list(result.aligned.info.offset),
+                      "alignment_frames": result.aligned.info.alignment_frames,
+                      "notes": result.aligned.info.notes},
+        "repairs": result.cleaned.report.to_dict(),
+        "lead_in_frames": result.aligned.lead_in_frames,
+    })
+    aligned.save(paths["aligned_poses"])
+    _call(progress, 0.1, "rendering the pose videos")
+    positive, negative = render_conditions(result.reference, result.aligned, result.options)
+    write_video(paths["positive"], positive, fps)
+    write_video(paths["negative"], negative, fps)
+    del positive, negative
+    _call(progress, 0.6, "rendering the preview")
+    preview = render_preview(result.reference, result.driving, result.cleaned, result.aligned, result.options)
+    write_video(paths["preview"], preview, fps, audio_from=audio_from)
+    _call(progress, 1.0, "done")
+    return paths
