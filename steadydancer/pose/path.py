@@ -40,6 +40,11 @@ OUTPUT_FILES = {
 }
 
 
+#: Line widths in the preview relative to the official canvas. At a faithful scale (~0.27 for a
+#: 480-px preview) limbs are 1 px and hard to read; previews are for people, so they are bolder.
+PREVIEW_THICKNESS = 0.6
+
+
 @dataclass
 class PoseOptions:
     """Every knob of the pose path (defaults are what the app starts with)."""
@@ -226,7 +231,7 @@ def _iter_condition(seq: PoseSequence, reference: ReferencePose, options: PoseOp
     for frame in seq:
         img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
         if (canvas_w, canvas_h) != size:
-            img = resize_frames([img], size)[0]
+            img = next(resize_frames([img], size))
         yield img
 
 
@@ -243,15 +248,16 @@ def render_preview(reference: ReferencePose, driving: DrivingPoses, cleaned: Cle
     ref_h = max_height
     ref_w = max(16, int(round(ref_h * reference.size[0] / reference.size[1] / 2)) * 2)
     background = np.asarray(reference.image.resize((ref_w, ref_h), Image.BICUBIC))
-    # Thickness as it looks on the official canvas relative to the working size.
     drv_frames = _preview_driving_frames(driving, len(seq), options, max_height)
 
     frames = []
     n_lead = aligned.lead_in_frames
     for t in range(len(aligned.positive)):
         src_t = min(max(t - n_lead, 0), len(seq) - 1)
-        extracted = render_pose(seq[src_t], drv_w, drv_h, draw_face=options.draw_face)
-        pose_img = render_pose(aligned.positive[t], ref_w, ref_h, draw_face=options.draw_face)
+        extracted = render_pose(seq[src_t], drv_w, drv_h, draw_face=options.draw_face,
+                                thickness_scale=PREVIEW_THICKNESS)
+        pose_img = render_pose(aligned.positive[t], ref_w, ref_h, draw_face=options.draw_face,
+                               thickness_scale=PREVIEW_THICKNESS)
         panels = [
             drv_frames[src_t] if drv_frames is not None else np.zeros((drv_h, drv_w, 3), np.uint8),
             extracted,

@@ -1,0 +1,1132 @@
+"""SteadyDancer studio -- the Gradio app.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--model PATH_OR_REPO_ID] [--offline]
+
+The same file runs locally, behind a share link and on a Hugging Face ZeroGPU Space:
+
+* **Preview poses** runs the pose path only (CPU): the character's pose, the driving motion's poses,
+  repair + smoothing, alignment to the character. Nothing touches a GPU, so a user sees what the
+  model will be conditioned on before spending GPU time. Each control re-runs only the stages it
+  affects (see :class:`PoseSession`).
+* **Generate** reuses those poses, renders the conditions at the generation size and runs the
+  SteadyDancer pipeline inside :func:`run_generation`, the one function decorated with
+  ``@spaces.GPU`` (a no-op off ZeroGPU) with a duration computed from the work it is given.
+
+Named API endpoints: ``/preview_poses`` and ``/generate`` (see docs/app.md for a gradio_client
+example). User mistakes (no person, unreadable file, missing weights) arrive as ``gr.Error`` with a
+message that says what to do; anything else is logged with its traceback and reported as a bug.
+"""
+
+# ZeroGPU: `spaces` must be imported before anything initialises CUDA (torch included).
+import spaces  # isort: skip
+
+import argparse
+import dataclasses
+import functools
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import gradio as gr
+import numpy as np
+
+from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count, size_for_area
+from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
+from steadydancer.pose.path import (
+    AlignedPoses,
+    CleanedPoses,
+    DrivingPoses,
+    PoseOptions,
+    PosePathResult,
+    ReferencePose,
+    align_driving,
+    clean_driving,
+    extract_driving,
+    prepare_reference,
+    render_conditions,
+    write_pose_outputs,
+)
+
+log = logging.getLogger("steadydancer.app")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "examples"
+ASSETS_DIR = ROOT / "assets"
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and limits
+# ---------------------------------------------------------------------------------------------
+
+#: Model used when neither --model nor STEADYDANCER_MODEL says otherwise.
+DEFAULT_MODEL = "MCG-NJU/SteadyDancer-14B"
+
+#: Upload limit (Gradio refuses bigger files before they reach the app).
+MAX_UPLOAD_SIZE = "200mb"
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+#: Longest driving clip accepted (seconds of source video).
+MAX_DRIVING_SECONDS = 120.0
+#: Frame counts offered (4n + 1 at 16 fps): 5 frames (0.3 s) to 161 (10 s).
+MIN_FRAMES, MAX_FRAMES, DEFAULT_FRAMES = 5, 161, 81
+#: Bounded queue: further requests are refused with "queue full" rather than waiting for hours.
+QUEUE_MAX_SIZE = 20
+#: Session folders untouched for this long are removed (API clients never "close a tab").
+SESSION_MAX_AGE_SECONDS = 6 * 3600
+
+#: Resolution classes: label -> (max area, default shift). The official generator uses 1024*576
+#: with shift 5; the authors advise shift 3 at 480p.
+RESOLUTIONS = {
+    "480p": (832 * 480, 3.0),
+    "720p": (1024 * 576, 5.0),
+}
+DEFAULT_RESOLUTION = "480p"
+
+#: Speed / memory presets (steadydancer.presets decides what each one does on the device).
+PRESETS = {
+    "quality": "Quality — every step, full precision where it matters",
+    "fast": "Fast — fewer steps / cheaper passes",
+    "low-vram": "Low VRAM — offloads to fit a 24 GB GPU (slower)",
+}
+DEFAULT_PRESET = "quality"
+
+DEFAULT_PROMPT = (
+    "A person dancing with natural, fluid movements, consistent appearance and clothing, "
+    "steady camera, sharp details, high quality."
+)
+#: Wan's standard negative prompt (English rendering), with "camera shake" in front as the
+#: official SteadyDancer generator does.
+DEFAULT_NEGATIVE_PROMPT = (
+    "camera shake, bright tones, overexposed, static, blurred details, subtitles, style, works, "
+    "paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, "
+    "ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, "
+    "misshapen limbs, fused fingers, still picture, messy background, three legs, many people in "
+    "the background, walking backwards"
+)
+
+MAX_SEED = 2**31 - 1
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _on_zero_gpu() -> bool:
+    """True on a Hugging Face ZeroGPU Space (the `spaces` package reads SPACES_ZERO_GPU)."""
+    try:
+        from spaces.config import Config
+
+        return bool(Config.zero_gpu)
+    except Exception:  # an older `spaces` without the config module
+        return _env_flag("SPACES_ZERO_GPU")
+
+
+@dataclass
+class AppConfig:
+    """Where the weights come from and where files go (command line > environment > default)."""
+
+    model: str = DEFAULT_MODEL
+    offline: bool = False
+    device: Optional[str] = None  #: None: cuda when available, else cpu
+    tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "steadydancer-app")
+
+    @classmethod
+    def from_env(cls) -> "AppConfig":
+        tmp = os.environ.get("STEADYDANCER_APP_TMP")
+        return cls(
+            model=os.environ.get("STEADYDANCER_MODEL") or DEFAULT_MODEL,
+            offline=_env_flag("STEADYDANCER_OFFLINE") or _env_flag("HF_HUB_OFFLINE"),
+            device=os.environ.get("STEADYDANCER_DEVICE") or None,
+            **({"tmp_root": Path(tmp)} if tmp else {}),
+        )
+
+
+CONFIG = AppConfig.from_env()
+ZERO_GPU = _on_zero_gpu()
+
+
+def configure(model: str | None = None, offline: bool | None = None, device: str | None = None,
+              tmp_root: str | Path | None = None,
+              resolutions: dict[str, tuple[int, float]] | None = None) -> AppConfig:
+    """Change the app's configuration (the command line and the tests use this). Drops a loaded
+    pipeline when the model or device changes. ``resolutions`` adds resolution classes
+    (name -> (max area, shift)), e.g. a tiny one for a small test model; build the Blocks after."""
+    if resolutions:
+        RESOLUTIONS.update({str(k): (int(v[0]), float(v[1])) for k, v in resolutions.items()})
+    if model is not None and model != CONFIG.model:
+        CONFIG.model = str(model)
+        _PIPELINES.clear()
+    if offline is not None:
+        CONFIG.offline = bool(offline)
+    if device is not None and device != CONFIG.device:
+        CONFIG.device = device or None
+        _PIPELINES.clear()
+    if tmp_root is not None:
+        CONFIG.tmp_root = Path(tmp_root)
+    return CONFIG
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: what the user sees
+# ---------------------------------------------------------------------------------------------
+
+
+class GenerationCancelled(Exception):
+    """Raised from the step callback when the user pressed Cancel."""
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn the package's user-facing errors into ``gr.Error`` (shown as they are) and anything
+    unexpected into a short message plus a traceback in the server log -- never a raw traceback
+    in the browser, never a hang."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except SteadyDancerInputError as exc:
+            raise gr.Error(str(exc), title="Please check the input") from exc
+        except MissingWeightsError as exc:
+            raise gr.Error(str(exc), title="Generation is not available here") from exc
+        except GenerationCancelled as exc:
+            raise gr.Error("Generation cancelled.", title="Cancelled") from exc
+        except MemoryError as exc:
+            raise gr.Error("Out of memory. Try a lower resolution, fewer frames or the low-VRAM preset.",
+                           title="Out of memory") from exc
+        except Exception as exc:  # a bug: keep the traceback for the log, show a short message
+            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+                raise gr.Error("The GPU ran out of memory. Try 480p, fewer frames or the low-VRAM "
+                               "preset.", title="Out of GPU memory") from exc
+            log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). This is a bug in the "
+                           "app; the server log has the details.", title="Unexpected error") from exc
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-session files and pose cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _sweep_old_sessions(root: Path, max_age: float = SESSION_MAX_AGE_SECONDS) -> None:
+    """Remove session folders nobody has written to for ``max_age`` seconds."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for child in root.iterdir():
+        try:
+            if child.is_dir() and child.name.startswith("session-") and now - child.stat().st_mtime > max_age:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:
+            pass
+
+
+@dataclass
+class PoseSession:
+    """One user's pose-path results, each stored with the inputs it was computed from.
+
+    A control re-runs only the stages it affects: a new image re-detects the character; a new clip
+    (or a longer length than was read) re-extracts; smoothing / repair re-clean; alignment mode,
+    alignment frame and lead-in re-align. ``runs`` counts what was computed (tests check it).
+    Files of this session live in ``workdir`` (its own temp folder), removed when the session
+    ends (Gradio calls :func:`_delete_session`) or by the sweep of old folders.
+    """
+
+    workdir: Path = field(default_factory=lambda: _new_session_dir())
+    reference: Optional[tuple] = None  # (key, ReferencePose)
+    driving: Optional[tuple] = None  # (key, frame limit used or None, DrivingPoses)
+    cleaned: Optional[tuple] = None  # (key, CleanedPoses)
+    aligned: Optional[tuple] = None  # (key, AlignedPoses)
+    runs: Counter = field(default_factory=Counter)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_preview_key: Optional[tuple] = None
+
+    def run_dir(self, kind: str) -> Path:
+        """A fresh folder for one run's outputs; the previous run of the same kind is removed
+        (its files were already copied to Gradio's cache when they were returned)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for old in self.workdir.glob(f"{kind}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=self.workdir))
+
+
+def _new_session_dir() -> Path:
+    root = CONFIG.tmp_root
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep_old_sessions(root)
+    return Path(tempfile.mkdtemp(prefix="session-", dir=root))
+
+
+def _delete_session(session: Optional[PoseSession]) -> None:
+    """gr.State delete callback: the session ended, remove its files."""
+    if isinstance(session, PoseSession):
+        shutil.rmtree(session.workdir, ignore_errors=True)
+
+
+def _file_key(path) -> tuple:
+    """Identity of an input file: Gradio stores uploads under a content hash, so path + size +
+    mtime changes exactly when the content does."""
+    p = Path(path)
+    st = p.stat()
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: the character image and the driving motion
+# ---------------------------------------------------------------------------------------------
+
+
+def project_motions() -> dict[str, dict[str, Path]]:
+    """The project's own motions in examples/: ``NAME.poses.json`` (+ ``NAME.mp4`` to show)."""
+    motions = {}
+    for poses in sorted(EXAMPLES_DIR.glob("*.poses.json")):
+        name = poses.name[: -len(".poses.json")]
+        video = EXAMPLES_DIR / f"{name}.mp4"
+        motions[name] = {"poses": poses, "video": video if video.is_file() else None}
+    return motions
+
+
+def _motion_label(name: str) -> str:
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class DrivingSource:
+    """Where the motion comes from: a clip to run the detector on, or a project motion's poses."""
+
+    path: Path  #: the video, or the project motion's poses.json
+    video: Optional[Path]  #: the clip shown in the preview and used for audio (None: poses only)
+    key: tuple
+    label: str
+
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg"}
+
+
+def resolve_image(image) -> str:
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise SteadyDancerInputError("Add a character image first (a photo of one person, ideally full body).")
+    path = Path(image)
+    if not path.is_file():
+        raise SteadyDancerInputError(f"The character image {path.name} could not be found; upload it again.")
+    if path.stat().st_size > MAX_UPLOAD_BYTES:
+        raise SteadyDancerInputError(f"The character image is larger than {MAX_UPLOAD_SIZE}; use a smaller file.")
+    return str(path)
+
+
+def resolve_driving(driving_video, motion: str | None) -> DrivingSource:
+    """The driving source from the two inputs: a chosen project motion wins over the video box
+    (which then only shows that motion's clip)."""
+    motion = (motion or "").strip()
+    if motion:
+        motions = project_motions()
+        if motion not in motions:
+            known = ", ".join(sorted(motions)) or "none"
+            raise SteadyDancerInputError(f"Unknown project motion {motion!r}; choose one of: {known}.")
+        entry = motions[motion]
+        return DrivingSource(path=entry["poses"], video=entry["video"], key=("motion", motion,
+                             _file_key(entry["poses"])), label=_motion_label(motion))
+    if driving_video is None or (isinstance(driving_video, str) and not driving_video.strip()):
+        raise SteadyDancerInputError("Add a driving video (one person dancing), or choose one of the project's motions.")
+    if isinstance(driving_video, dict):  # {"video": path, "subtitles": ...} from some clients
+        driving_video = driving_video.get("video") or driving_video.get("path")
+    path = Path(driving_video)
+    if not path.is_file():
+        raise SteadyDancerInputError(f"The driving video {path.name} could not be found; upload it again.")
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise SteadyDancerInputError(f"The driving video is larger than {MAX_UPLOAD_SIZE}; trim or compress it.")
+    if size == 0:
+        raise SteadyDancerInputError("The driving video is an empty file; upload it again.")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SteadyDancerInputError(
+            f"{path.name} is not a video file; use an .mp4, .mov or .webm clip of one person dancing.")
+    _check_video_duration(path)
+    return DrivingSource(path=path, video=path, key=("video", _file_key(path)), label=path.name)
+
+
+def _check_video_duration(path: Path) -> None:
+    """Refuse clips longer than MAX_DRIVING_SECONDS before decoding any frame (reading the header
+    is cheap; an unreadable file is reported by the reader with its own message)."""
+    from steadydancer.video import probe_video
+
+    info = probe_video(path)
+    duration = getattr(info, "duration", None)
+    if duration is not None and math.isfinite(duration) and duration > MAX_DRIVING_SECONDS:
+        raise SteadyDancerInputError(
+            f"The driving video is {duration:.0f} s long; the limit is {MAX_DRIVING_SECONDS:.0f} s. "
+            "Trim it to the part you want (only the first seconds are used anyway).")
+
+
+def pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames) -> PoseOptions:
+    """PoseOptions from the UI / API values, with the driving frames the length needs."""
+    num_frames = _valid_frames(num_frames)
+    lead_in = int(lead_in_frames or 0)
+    if lead_in < 0 or lead_in > num_frames - 2:
+        raise SteadyDancerInputError(
+            f"Lead-in must be between 0 and {num_frames - 2} frames for a {num_frames}-frame video (got {lead_in}).")
+    frame = None if alignment_frame is None or int(alignment_frame) < 0 else int(alignment_frame)
+    return PoseOptions(
+        fps=MODEL_FPS,
+        max_frames=num_frames - lead_in,
+        smooth=float(smooth),
+        repair=bool(repair),
+        align_mode=str(align_mode),
+        alignment_frame=frame,
+        lead_in_frames=lead_in,
+    )
+
+
+def _valid_frames(num_frames) -> int:
+    try:
+        n = int(num_frames)
+    except (TypeError, ValueError):
+        raise SteadyDancerInputError(f"Length must be a whole number of frames, got {num_frames!r}.") from None
+    if not MIN_FRAMES <= n <= MAX_FRAMES:
+        raise SteadyDancerInputError(f"Length must be between {MIN_FRAMES} and {MAX_FRAMES} frames, got {n}.")
+    return nearest_valid_frame_count(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pose path with per-stage caching
+# ---------------------------------------------------------------------------------------------
+
+
+def compute_poses(session: PoseSession, image: str, source: DrivingSource, options: PoseOptions,
+                  progress: Optional[Callable[[float, str], None]] = None) -> PosePathResult:
+    """Run the stages whose inputs changed since the last call of this session; reuse the rest."""
+    report = progress or (lambda f, m: None)
+
+    ref_key = _file_key(image)
+    if session.reference is None or session.reference[0] != ref_key:
+        report(0.0, "Detecting the character's pose")
+        session.reference = (ref_key, prepare_reference(image))
+        session.runs["reference"] += 1
+    reference: ReferencePose = session.reference[1]
+
+    need = options.max_frames
+    drv_key = (source.key, options.fps)
+    cached = session.driving
+    reusable = (
+        cached is not None and cached[0] == drv_key and (
+            cached[1] is None  # the whole clip was read
+            or (need is not None and need <= cached[1])  # at least as many frames were read
+            or len(cached[2].poses) < cached[1]  # the clip ended before the limit: it is all there
+        )
+    )
+    if reusable:
+        driving: DrivingPoses = cached[2]
+    else:
+        report(0.05, "Reading the driving motion")
+        scaled = (lambda f, m: report(0.05 + 0.8 * f, f"Extracting poses: {m}")) if progress else None
+        driving = extract_driving(source.path, options, scaled)
+        if source.video is not None and driving.video is None:
+            driving = dataclasses.replace(driving, video=source.video)  # show the motion's clip
+        session.driving = (drv_key, need, driving)
+        session.runs["extract"] += 1
+    if need is not None and len(driving.poses) > need:
+        driving = dataclasses.replace(driving, poses=driving.poses[:need])
+
+    clean_key = (drv_key, len(driving.poses), options.smooth, options.repair)
+    if session.cleaned is None or session.cleaned[0] != clean_key:
+        report(0.88, "Repairing and smoothing")
+        session.cleaned = (clean_key, clean_driving(driving, options))
+        session.runs["clean"] += 1
+    cleaned: CleanedPoses = session.cleaned[1]
+
+    align_key = (ref_key, clean_key, options.align_mode, options.alignment_frame, options.lead_in_frames,
+                 options.seed)
+    if session.aligned is None or session.aligned[0] != align_key:
+        report(0.92, "Aligning to the character")
+        session.aligned = (align_key, align_driving(reference, cleaned, options))
+        session.runs["align"] += 1
+    aligned: AlignedPoses = session.aligned[1]
+    return PosePathResult(reference, driving, cleaned, aligned, options)
+
+
+def repair_summary(result: PosePathResult, source: DrivingSource) -> str:
+    """Markdown: what was extracted, what the repair step changed, how the motion was aligned."""
+    seq = result.cleaned.poses
+    n_person = int(result.driving.poses.frames_with_person().sum())
+    lines = [
+        f"**Motion:** {source.label} — {len(seq)} frames at {seq.fps:g} fps "
+        f"({len(seq) / seq.fps:.1f} s); a person in {n_person} of {len(result.driving.poses)} frames.",
+    ]
+    report = result.cleaned.report
+    summary = report.summary() if hasattr(report, "summary") else ""
+    if not result.options.repair:
+        lines.append("**Repair:** off.")
+    elif summary:
+        lines.append(f"**Repair:** {summary}")
+    else:
+        lines.append("**Repair:** nothing to repair — every frame looked consistent.")
+    lines.append(f"**Smoothing:** {result.options.smooth:.2f}" + (" (off)" if result.options.smooth == 0 else ""))
+    info = result.aligned.info
+    align = f"**Alignment:** {info.mode}"
+    if getattr(info, "alignment_frames", None) is not None:
+        frames = info.alignment_frames
+        if isinstance(frames, (list, tuple)) and len(frames) > 6:
+            frames = f"{len(frames)} frames"
+        align += f", proportions from frame(s) {frames}"
+    lines.append(align + ".")
+    for note in getattr(info, "notes", None) or []:
+        lines.append(f"- {note}")
+    if result.aligned.lead_in_frames:
+        lines.append(f"**Lead-in:** {result.aligned.lead_in_frames} frames from the character's own pose.")
+    return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------
+
+
+def _progress_adapter(progress, start: float = 0.0, end: float = 1.0) -> Callable[[float, str], None]:
+    """(fraction, message) -> gr.Progress, mapped into [start, end] of the bar."""
+
+    def call(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(start + (end - start) * min(max(float(fraction), 0.0), 1.0), desc=message)
+
+    return call
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview
+# ---------------------------------------------------------------------------------------------
+
+
+def _session(session) -> PoseSession:
+    return session if isinstance(session, PoseSession) else PoseSession()
+
+
+@user_errors
+def preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
+                  lead_in_frames, session=None, progress=gr.Progress()):
+    """Run the pose path (CPU only) and show what the model will be conditioned on.
+
+    Returns the side-by-side preview (driving | extracted | aligned over the character), the aligned
+    pose video (the positive condition), a Markdown report of the repair and alignment, and the
+    extracted poses (poses.json, reusable with any character)."""
+    session = _session(session)
+    image = resolve_image(image)
+    source = resolve_driving(driving_video, motion)
+    options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+    bar = _progress_adapter(progress, 0.0, 0.6)
+    result = compute_poses(session, image, source, options, bar)
+    out = session.run_dir("preview")
+    paths = write_pose_outputs(result, out, audio_from=source.video if options.lead_in_frames == 0 else None,
+                               progress=_progress_adapter(progress, 0.6, 1.0))
+    session.last_preview_key = _preview_key(image, source, options)
+    return (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source), str(paths["poses"]),
+            session)
+
+
+def _preview_key(image, source, options) -> tuple:
+    return (_file_key(image), source.key, dataclasses.astuple(options))
+
+
+def refresh_preview(image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
+                    lead_in_frames, session=None, progress=gr.Progress()):
+    """Re-run the preview after a pose control changed -- only once a preview was made for the same
+    image and clip, so moving a slider never starts a (slow) extraction by itself."""
+    if not isinstance(session, PoseSession) or session.driving is None or session.reference is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    try:
+        source = resolve_driving(driving_video, motion)
+        image = resolve_image(image)
+        options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+    except SteadyDancerInputError:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    if session.reference[0] != _file_key(image) or session.driving[0][0] != source.key:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    if session.last_preview_key == _preview_key(image, source, options):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
+                         lead_in_frames, session, progress)
+
+
+def preview_example(image, driving_video, motion):
+    """gr.Examples entry point (cached lazily): the preview with default pose settings."""
+    outputs = preview_poses(image, driving_video, motion, DEFAULT_FRAMES, 0.3, True, "robust", -1, 0, None,
+                            progress=None)
+    return outputs[:4]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that decides a generated video (shown to the user as "settings used")."""
+
+    prompt: str
+    negative_prompt: str
+    resolution: str
+    max_area: int
+    num_frames: int
+    steps: int
+    guidance_scale: float
+    condition_guidance_scale: float
+    condition_window: tuple[float, float]
+    shift: float
+    seed: int
+    preset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["condition_window"] = list(self.condition_window)
+        return d
+
+
+def generation_settings(prompt, negative_prompt, resolution, num_frames, steps, guidance_scale,
+                        condition_guidance_scale, condition_window_start, condition_window_end, shift, seed,
+                        randomize_seed, preset) -> GenerationSettings:
+    """Validate the UI / API values into GenerationSettings (a clear message for each mistake)."""
+    if resolution not in RESOLUTIONS:
+        raise SteadyDancerInputError(f"Resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}.")
+    if preset not in PRESETS:
+        raise SteadyDancerInputError(f"Preset must be one of {', '.join(PRESETS)}, got {preset!r}.")
+
+    def number(name, value, lo, hi, cast=float):
+        try:
+            v = cast(value)
+        except (TypeError, ValueError):
+            raise SteadyDancerInputError(f"{name} must be a number, got {value!r}.") from None
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise SteadyDancerInputError(f"{name} must be between {lo} and {hi}, got {v}.")
+        return v
+
+    steps = number("Steps", steps, 1, 100, int)
+    guidance_scale = number("Guidance", guidance_scale, 1.0, 20.0)
+    condition_guidance_scale = number("Condition guidance", condition_guidance_scale, 0.0, 10.0)
+    start = number("Condition window start", condition_window_start, 0.0, 1.0)
+    end = number("Condition window end", condition_window_end, 0.0, 1.0)
+    if end < start:
+        raise SteadyDancerInputError(f"The condition window ends ({end}) before it starts ({start}).")
+    shift = number("Shift", shift, 0.5, 20.0)
+    if randomize_seed:
+        seed = random.randint(0, MAX_SEED)
+    seed = number("Seed", seed, 0, MAX_SEED, int)
+    prompt = (prompt or "").strip() or DEFAULT_PROMPT
+    negative_prompt = DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else str(negative_prompt).strip()
+    return GenerationSettings(
+        prompt=prompt, negative_prompt=negative_prompt, resolution=resolution, max_area=RESOLUTIONS[resolution][0],
+        num_frames=_valid_frames(num_frames), steps=steps, guidance_scale=guidance_scale,
+        condition_guidance_scale=condition_guidance_scale, condition_window=(start, end), shift=shift, seed=seed,
+        preset=preset,
+    )
+
+
+# -- the pipeline (loaded once per process) ---------------------------------------------------
+
+_PIPELINES: dict[tuple, Any] = {}
+_PIPELINE_LOCK = threading.Lock()
+#: One generation at a time in this process, whatever the queue settings.
+_GPU_LOCK = threading.Lock()
+
+
+def _device() -> str:
+    if CONFIG.device:
+        return CONFIG.device
+    if ZERO_GPU:
+        return "cuda"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def get_pipeline(preset: str):
+    """The pipeline for (model, preset, device), loaded on first use and kept; another
+    combination replaces it (one pipeline in memory at a time)."""
+    from steadydancer.generation import load_pipeline
+
+    key = (CONFIG.model, preset, _device(), CONFIG.offline)
+    with _PIPELINE_LOCK:
+        pipe = _PIPELINES.get(key)
+        if pipe is None:
+            _PIPELINES.clear()
+            pipe = load_pipeline(CONFIG.model, preset=preset, device=_device(), offline=CONFIG.offline)
+            _PIPELINES[key] = pipe
+        return pipe
+
+
+def check_runtime(preset: str) -> None:
+    """Raise MissingWeightsError with what is missing (weights, a GPU) before any work starts."""
+    from steadydancer.generation import check_model
+
+    check_model(CONFIG.model, device=_device(), offline=CONFIG.offline)
+
+
+def estimate_seconds(settings: GenerationSettings, width: int, height: int) -> float:
+    from steadydancer.generation import estimate_gpu_seconds
+
+    return float(estimate_gpu_seconds(
+        num_frames=settings.num_frames, width=width, height=height, steps=settings.steps,
+        guidance_scale=settings.guidance_scale, condition_guidance_scale=settings.condition_guidance_scale,
+        condition_window=settings.condition_window, preset=settings.preset,
+    ))
+
+
+#: ZeroGPU durations are capped; the estimate gets head room for loading and decoding.
+ZERO_GPU_MAX_DURATION = 300
+
+
+def _gpu_duration(reference_image, positive, negative, settings: GenerationSettings, progress=None,
+                  cancel=None) -> int:
+    """Seconds of GPU to ask ZeroGPU for: the estimate for this work plus 20% and 15 s."""
+    h, w = positive[0].shape[:2]
+    seconds = estimate_seconds(settings, w, h) * 1.2 + 15
+    return int(min(max(seconds, 30), ZERO_GPU_MAX_DURATION))
+
+
+@spaces.GPU(duration=_gpu_duration)
+def run_generation(reference_image, positive, negative, settings: GenerationSettings, progress=None,
+                   cancel: Optional[threading.Event] = None) -> list[np.ndarray]:
+    """The GPU part: denoise and decode. Inputs are plain data (PIL image, uint8 frames, a frozen
+    dataclass) so ZeroGPU can hand them to its GPU worker."""
+    from steadydancer.generation import generate_video
+
+    bar = _progress_adapter(progress, 0.15, 0.95)
+
+    def on_progress(fraction: float, message: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled()
+        bar(fraction, message)
+
+    with _GPU_LOCK:
+        pipe = get_pipeline(settings.preset)
+        return generate_video(
+            pipe, reference_image, positive, negative,
+            prompt=settings.prompt, negative_prompt=settings.negative_prompt, num_frames=settings.num_frames,
+            steps=settings.steps, guidance_scale=settings.guidance_scale,
+            condition_guidance_scale=settings.condition_guidance_scale,
+            condition_window=settings.condition_window, shift=settings.shift, seed=settings.seed,
+            max_area=settings.max_area, progress=on_progress,
+        )
+
+
+@user_errors
+def generate(image, driving_video, motion, prompt, negative_prompt, resolution, num_frames, steps, guidance_scale,
+             condition_guidance_scale, condition_window_start, condition_window_end, shift, seed, randomize_seed,
+             preset, smooth, repair, align_mode, alignment_frame, lead_in_frames, session=None,
+             progress=gr.Progress()):
+    """Animate the character with the driving motion.
+
+    Returns the generated video, a side-by-side comparison (driving | pose | result), the seed used
+    and every setting used (JSON)."""
+    from steadydancer.video import write_video
+
+    session = _session(session)
+    session.cancel.clear()
+    settings = generation_settings(prompt, negative_prompt, resolution, num_frames, steps, guidance_scale,
+                                   condition_guidance_scale, condition_window_start, condition_window_end, shift,
+                                   seed, randomize_seed, preset)
+    image = resolve_image(image)
+    source = resolve_driving(driving_video, motion)
+    options = pose_options(settings.num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+    check_runtime(settings.preset)  # before any work: say what is missing right away
+
+    result = compute_poses(session, image, source, options, _progress_adapter(progress, 0.0, 0.1))
+    available = len(result.aligned.positive)
+    num_frames = min(settings.num_frames, nearest_valid_frame_count(available))
+    if num_frames < MIN_FRAMES:
+        raise SteadyDancerInputError(
+            f"The motion gives only {available} frames; at least {MIN_FRAMES} are needed. Use a longer clip.")
+    if num_frames != settings.num_frames:
+        gr.Info(f"The motion is {available} frames long: generating {num_frames} frames instead of "
+                f"{settings.num_frames}.")
+        settings = dataclasses.replace(settings, num_frames=num_frames)
+
+    ref = result.reference.image
+    width, height = size_for_area(ref.width, ref.height, settings.max_area)
+    _progress_adapter(progress)(0.12, "Rendering the pose conditions")
+    positive, negative = render_conditions(result.reference, result.aligned, options, size=(width, height))
+    positive, negative = positive[:num_frames], negative[:num_frames]
+    estimate = estimate_seconds(settings, width, height)
+    gr.Info(f"Generating {num_frames} frames at {width}×{height}: about {_format_seconds(estimate)} of GPU time.")
+
+    started = time.time()
+    frames = run_generation(ref, positive, negative, settings, progress=progress,
+                            cancel=None if ZERO_GPU else session.cancel)
+    elapsed = time.time() - started
+
+    _progress_adapter(progress)(0.96, "Writing the videos")
+    out = session.run_dir("generate")
+    fps = MODEL_FPS
+    audio = source.video if options.lead_in_frames == 0 else None
+    result_path = write_video(out / "steadydancer.mp4", frames, fps, audio_from=audio)
+    comparison_path = write_video(out / "comparison.mp4", comparison_frames(result, positive, frames), fps,
+                                  audio_from=audio)
+    used = settings.to_dict()
+    used.update(width=width, height=height, model=CONFIG.model, device=_device(),
+                seconds=round(elapsed, 1), estimated_seconds=round(estimate, 1), motion=source.label,
+                pose=dataclasses.asdict(options))
+    return str(result_path), str(comparison_path), settings.seed, used, session
+
+
+def comparison_frames(result: PosePathResult, positive: list[np.ndarray], frames: list[np.ndarray],
+                      height: int = 480) -> list[np.ndarray]:
+    """Side by side: the driving frame | the pose condition | the generated frame."""
+    from steadydancer.pose.render import side_by_side
+    from steadydancer.video import iter_video_frames
+
+    n = len(frames)
+    lead = result.aligned.lead_in_frames
+    driving = []
+    if result.driving.video is not None:
+        driving = [f.frame for f in iter_video_frames(result.driving.video, fps=result.options.fps,
+                                                      max_frames=max(n - lead, 1), max_side=height)]
+    out = []
+    for t in range(n):
+        panels, labels = [], []
+        if driving:
+            panels.append(driving[min(max(t - lead, 0), len(driving) - 1)])
+            labels.append("driving")
+        panels += [positive[min(t, len(positive) - 1)], frames[t]]
+        labels += ["pose", "SteadyDancer"]
+        out.append(side_by_side(panels, labels, height=height))
+    return out
+
+
+def cancel_generation(session=None):
+    """The Cancel button: stop the running generation of this session at its next step."""
+    if isinstance(session, PoseSession):
+        session.cancel.set()
+    gr.Info("Cancelling after the current step…")
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def estimate_text(image, resolution, num_frames, steps, guidance_scale, condition_guidance_scale,
+                  condition_window_start, condition_window_end, preset) -> str:
+    """The estimate shown under the Generate button (updated as settings change)."""
+    try:
+        settings = generation_settings("", "", resolution, num_frames, steps, guidance_scale,
+                                       condition_guidance_scale, condition_window_start, condition_window_end,
+                                       3.0, 0, False, preset)
+    except SteadyDancerInputError as exc:
+        return f"⚠️ {exc}"
+    w, h = 832, 480
+    if image:
+        try:
+            from PIL import Image
+
+            with Image.open(image) as im:
+                w, h = size_for_area(im.width, im.height, settings.max_area)
+        except Exception:
+            w, h = size_for_area(832, 480, settings.max_area)
+    else:
+        w, h = size_for_area(480, 832, settings.max_area)
+    try:
+        seconds = estimate_seconds(settings, w, h)
+    except Exception as exc:  # the estimate must never break the page
+        log.warning("GPU time estimate failed: %s", exc)
+        return ""
+    n = settings.num_frames
+    where = "ZeroGPU" if ZERO_GPU else ("this GPU" if _device().startswith("cuda") else "a GPU")
+    text = (f"⏱️ {n} frames ({n / MODEL_FPS:.1f} s) at {w}×{h}, {settings.steps} steps: "
+            f"about **{_format_seconds(seconds)}** on {where}")
+    if ZERO_GPU:
+        text += f" (requests {_gpu_duration(None, [np.zeros((h, w, 3), np.uint8)], None, settings)} s)"
+    return text + "."
+
+
+# ---------------------------------------------------------------------------------------------
+# Status line
+# ---------------------------------------------------------------------------------------------
+
+
+def runtime_status() -> str:
+    """One line: where generation would run, and whether it can."""
+    try:
+        check_runtime(DEFAULT_PRESET)
+        gen = f"Generate: ready on **{_device()}** with `{CONFIG.model}`."
+    except MissingWeightsError as exc:
+        gen = f"Generate: unavailable — {exc}"
+    except Exception as exc:  # never break the page over the status line
+        gen = f"Generate: unknown ({type(exc).__name__})."
+    return f"Preview poses: ready (CPU). {gen}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------------------------
+
+from gradio.events import Dependency
+
+class CharacterImage(gr.Image):
+    """gr.Image whose unreadable uploads become a readable gr.Error (Gradio's own preprocessing
+    opens the file before the event function runs). Same front end as gr.Image."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            name = getattr(payload, "orig_name", None) or "The character image"
+            raise gr.Error(f"{name} could not be read as an image ({type(exc).__name__}). Use a PNG, JPEG or "
+                           "WebP photo of one person.", title="Please check the input") from exc
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+THEME = gr.themes.Soft(
+    primary_hue="orange",
+    secondary_hue="sky",
+    neutral_hue="slate",
+    radius_size="lg",
+)
+
+HEADER = """
+<div class="sd-header">
+  <div class="sd-title">SteadyDancer studio</div>
+  <div class="sd-subtitle">Animate the person in a photo with the motion of a dancer —
+  first check the poses on CPU, then spend GPU time.</div>
+  <ol class="sd-steps">
+    <li><b>Character</b> — a photo of one person</li>
+    <li><b>Motion</b> — a dance clip, or one of the project's motions</li>
+    <li><b>Preview poses</b> — free, runs on CPU</li>
+    <li><b>Generate</b> — runs the model on the GPU</li>
+  </ol>
+</div>
+"""
+
+
+def build_demo() -> gr.Blocks:
+    motions = project_motions()
+    motion_choices = [("— my video —", "")] + [(_motion_label(n), n) for n in motions]
+
+    with gr.Blocks(title="SteadyDancer studio", delete_cache=(3600, 6 * 3600)) as demo:
+        session = gr.State(None, delete_callback=_delete_session)
+        gr.HTML(HEADER)
+        status = gr.Markdown(elem_classes=["sd-status"])
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=280):
+                image = CharacterImage(label="1 · Character", type="filepath", image_mode=None,
+                                       sources=["upload", "clipboard"], height=360, elem_id="character")
+            with gr.Column(scale=4, min_width=280):
+                driving = gr.Video(label="2 · Driving motion", sources=["upload"], height=300,
+                                   elem_id="driving", loop=True)
+                motion = gr.Dropdown(motion_choices, value="", label="…or one of the project's motions",
+                                     elem_id="motion", visible=len(motions) > 0)
+            with gr.Column(scale=5, min_width=320):
+                prompt = gr.Textbox(label="Prompt", value=DEFAULT_PROMPT, lines=3, elem_id="prompt")
+                with gr.Accordion("Negative prompt", open=False):
+                    negative_prompt = gr.Textbox(value=DEFAULT_NEGATIVE_PROMPT, lines=4, show_label=False)
+                with gr.Accordion("Pose options", open=False):
+                    smooth = gr.Slider(0, 1, value=0.3, step=0.05, label="Smoothing",
+                                       info="Removes detector jitter; 0 = off")
+                    repair = gr.Checkbox(value=True, label="Repair corrupted frames",
+                                         info="Swapped limbs, lost hands, single-frame glitches")
+                    align_mode = gr.Radio([("Robust", "robust"), ("Official (MusePose)", "official")],
+                                          value="robust", label="Alignment")
+                    with gr.Row():
+                        alignment_frame = gr.Number(value=-1, precision=0, minimum=-1,
+                                                    label="Alignment frame", info="-1 = automatic")
+                        lead_in = gr.Number(value=0, precision=0, minimum=0, label="Lead-in frames",
+                                            info="From the character's own pose")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    with gr.Row():
+                        resolution = gr.Radio(list(RESOLUTIONS), value=DEFAULT_RESOLUTION, label="Resolution",
+                                              info="480p ≈ 832×480 area, 720p ≈ 1024×576")
+                        preset = gr.Radio([(k, k) for k in PRESETS], value=DEFAULT_PRESET,
+                                          label="Speed / memory", interactive=not ZERO_GPU)
+                    num_frames = gr.Slider(MIN_FRAMES, MAX_FRAMES, value=DEFAULT_FRAMES, step=4,
+                                           label="Length (frames, 4n+1)", elem_id="num-frames")
+                    seconds = gr.Markdown(_length_text(DEFAULT_FRAMES), elem_classes=["sd-hint"])
+                    with gr.Row():
+                        steps = gr.Slider(1, 60, value=40, step=1, label="Steps")
+                        shift = gr.Slider(1, 10, value=RESOLUTIONS[DEFAULT_RESOLUTION][1], step=0.5,
+                                          label="Shift")
+                    with gr.Row():
+                        guidance = gr.Slider(1, 10, value=5.0, step=0.1, label="Guidance (text)")
+                        condition_guidance = gr.Slider(0, 3, value=1.0, step=0.05,
+                                                       label="Condition guidance (pose)")
+                    with gr.Row():
+                        window_start = gr.Slider(0, 1, value=0.1, step=0.05, label="Condition window from")
+                        window_end = gr.Slider(0, 1, value=0.4, step=0.05, label="… to (fraction of steps)")
+                    with gr.Row():
+                        seed = gr.Number(value=42, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                        randomize = gr.Checkbox(value=True, label="Randomise seed")
+                with gr.Row():
+                    preview_btn = gr.Button("Preview poses", variant="secondary", elem_id="preview-btn")
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", min_width=80,
+                                           scale=0)
+                estimate = gr.Markdown(elem_classes=["sd-hint"], elem_id="estimate")
+
+        with gr.Tabs(selected="preview") as tabs:
+            with gr.Tab("Pose preview", id="preview"):
+                preview_video = gr.Video(label="Driving | extracted | aligned over the character",
+                                         elem_id="preview-video", autoplay=True, loop=True, interactive=False,
+                                         height=420)
+                with gr.Row():
+                    pose_video = gr.Video(label="Positive pose condition", elem_id="pose-video", loop=True,
+                                          interactive=False, height=320)
+                    with gr.Column():
+                        report = gr.Markdown("Preview the poses to see what was extracted and repaired.",
+                                             elem_id="repair-report")
+                        poses_file = gr.File(label="poses.json (reusable with any character)",
+                                             interactive=False)
+            with gr.Tab("Result", id="result"):
+                with gr.Row():
+                    result_video = gr.Video(label="SteadyDancer", elem_id="result-video", autoplay=True,
+                                            loop=True, interactive=False, height=460)
+                    comparison_video = gr.Video(label="Driving | pose | result", elem_id="comparison-video",
+                                                loop=True, interactive=False, height=460)
+                with gr.Row():
+                    seed_used = gr.Number(label="Seed used", precision=0, interactive=False)
+                    settings_used = gr.JSON(label="Settings used")
+
+        example_rows = [[str(EXAMPLES_DIR / "astronaut.png"), str(entry["video"]), name]
+                        for name, entry in motions.items() if entry["video"] is not None]
+        if example_rows and (EXAMPLES_DIR / "astronaut.png").is_file():
+            # Cached lazily: the first click on an example runs the (CPU) preview once for everybody.
+            gr.Examples(example_rows, inputs=[image, driving, motion],
+                        outputs=[preview_video, pose_video, report, poses_file], fn=preview_example,
+                        cache_examples=True, cache_mode="lazy", label="Examples")
+
+        gr.Markdown(
+            "Preview poses runs on the CPU and is free. Generate needs the SteadyDancer weights and a GPU "
+            "(on a ZeroGPU Space it borrows one for the estimated time). Uploads up to "
+            f"{MAX_UPLOAD_SIZE}; driving clips up to {MAX_DRIVING_SECONDS:.0f} s. Your files stay in your own "
+            "session folder and are deleted when you leave.", elem_classes=["sd-footer"])
+
+        # -- wiring ------------------------------------------------------------------------------
+        pose_inputs = [image, driving, motion, num_frames, smooth, repair, align_mode, alignment_frame, lead_in,
+                       session]
+        preview_outputs = [preview_video, pose_video, report, poses_file, session]
+
+        preview_btn.click(lambda: gr.Tabs(selected="preview"), None, tabs, queue=False,
+                          api_visibility="private").then(
+            preview_poses, pose_inputs, preview_outputs, api_name="preview_poses", concurrency_limit=2,
+            concurrency_id="cpu")
+        for control in (smooth, align_mode):
+            control.change(refresh_preview, pose_inputs, preview_outputs, api_visibility="private",
+                           concurrency_limit=2, concurrency_id="cpu", trigger_mode="always_last")
+        for control in (repair,):
+            control.change(refresh_preview, pose_inputs, preview_outputs, api_visibility="private",
+                           concurrency_limit=2, concurrency_id="cpu", trigger_mode="always_last")
+        for control in (alignment_frame, lead_in):
+            control.submit(refresh_preview, pose_inputs, preview_outputs, api_visibility="private",
+                           concurrency_limit=2, concurrency_id="cpu")
+        num_frames.release(refresh_preview, pose_inputs, preview_outputs, api_visibility="private",
+                           concurrency_limit=2, concurrency_id="cpu")
+
+        gen_inputs = [image, driving, motion, prompt, negative_prompt, resolution, num_frames, steps, guidance,
+                      condition_guidance, window_start, window_end, shift, seed, randomize, preset, smooth,
+                      repair, align_mode, alignment_frame, lead_in, session]
+        gen_event = generate_btn.click(lambda: gr.Tabs(selected="result"), None, tabs, queue=False,
+                                       api_visibility="private").then(
+            generate, gen_inputs, [result_video, comparison_video, seed_used, settings_used, session],
+            api_name="generate", concurrency_limit=1, concurrency_id="gpu")
+        cancel_btn.click(cancel_generation, [session], None, cancels=[gen_event], queue=False,
+                         api_visibility="private")
+
+        # Choosing a project motion shows its clip; uploading a clip deselects the motion.
+        motion.input(_show_motion, [motion], [driving], api_visibility="private", queue=False)
+        driving.upload(lambda: "", None, motion, api_visibility="private", queue=False)
+        driving.clear(lambda: "", None, motion, api_visibility="private", queue=False)
+
+        resolution.input(lambda r: RESOLUTIONS[r][1], resolution, shift, api_visibility="private", queue=False)
+        num_frames.change(_length_text, num_frames, seconds, api_visibility="private", queue=False)
+        estimate_inputs = [image, resolution, num_frames, steps, guidance, condition_guidance, window_start,
+                           window_end, preset]
+        for control in estimate_inputs:
+            control.change(estimate_text, estimate_inputs, estimate, api_visibility="private", queue=False)
+        demo.load(estimate_text, estimate_inputs, estimate, api_visibility="private", queue=False)
+        demo.load(runtime_status, None, status, api_visibility="private", queue=False)
+    return demo
+
+
+def _show_motion(name: str):
+    entry = project_motions().get(name or "")
+    if entry is None:
+        return gr.skip()
+    return str(entry["video"]) if entry["video"] else None
+
+
+def _length_text(num_frames) -> str:
+    n = nearest_valid_frame_count(int(num_frames))
+    return f"{n} frames = {n / MODEL_FPS:.2f} s at {MODEL_FPS} fps"
+
+
+def _css() -> str:
+    path = ASSETS_DIR / "app.css"
+    return path.read_text() if path.is_file() else ""
+
+
+def create_demo() -> gr.Blocks:
+    """The Blocks with its queue: bounded, one GPU job at a time (concurrency_id "gpu"), two
+    CPU previews at a time (concurrency_id "cpu")."""
+    blocks = build_demo()
+    blocks.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    return blocks
+
+
+demo = create_demo()
+
+LAUNCH_KWARGS = dict(
+    theme=THEME,
+    css=_css(),
+    max_file_size=MAX_UPLOAD_SIZE,
+    allowed_paths=[str(EXAMPLES_DIR)],
+    show_error=True,
+    footer_links=["api"],
+)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="SteadyDancer studio (Gradio app)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (0.0.0.0 for the local network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a public share link")
+    parser.add_argument("--model", default=None, help=f"model folder or Hugging Face repo id (default {CONFIG.model})")
+    parser.add_argument("--offline", action="store_true", help="never download: local files / the HF cache only")
+    parser.add_argument("--device", default=None, help="torch device for generation (default: cuda if available)")
+    parser.add_argument("--resolution", action="append", default=[], metavar="NAME=WxH",
+                        help="add a resolution class, e.g. tiny=64x64 for a small test model (repeatable)")
+    args = parser.parse_args(argv)
+    extra = {}
+    for item in args.resolution:
+        try:
+            name, size = item.split("=", 1)
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            parser.error(f"--resolution wants NAME=WxH, got {item!r}")
+        extra[name] = (w * h, 3.0 if w * h <= 832 * 480 else 5.0)
+    configure(model=args.model, offline=args.offline or None, device=args.device, resolutions=extra)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    blocks = create_demo() if extra else demo
+    blocks.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
+
+
+if __name__ == "__main__":
+    main()

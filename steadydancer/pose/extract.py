@@ -1,0 +1,654 @@
+"""Whole-body pose extraction with mediapipe Holistic (legacy solution API, bundled models, CPU).
+
+One :class:`PoseExtractor` wraps one ``mediapipe.solutions.holistic.Holistic`` graph and turns its
+landmarks into a :class:`~steadydancer.pose.sequence.PoseFrame` (COCO-18 body, two 21-point hands,
+68-point face, coordinates normalised to the frame).
+
+Models: only ``model_complexity=1`` (``pose_landmark_full``) ships inside the mediapipe wheel;
+complexity 0 and 2 would be *downloaded* by mediapipe on first use, so they are not offered.
+The graph reads pose_detection, pose_landmark_full, hand_recrop, hand_landmark_full,
+face_detection_short_range and face_landmark (.tflite), all inside the wheel
+(:func:`check_bundled_models` verifies this before a graph is built); nothing is fetched.
+
+Mapping
+    * Body: mediapipe's 33 points -> COCO-18 by :data:`BODY_FROM_MEDIAPIPE` (eyes are mediapipe's
+      eye centres 2/5, ears 7/8). The neck is the midpoint of the shoulders, present only when
+      both shoulders are; its confidence is the smaller of theirs.
+    * Confidence of a body point is mediapipe's ``visibility`` (the model's probability that the
+      point is in the frame and not occluded). A point below :data:`VISIBILITY_THRESHOLD` (0.3,
+      the threshold OpenPose/DWPose draw with) is *missing* (NaN, confidence 0). The
+      ``presence`` score is not used: the legacy Holistic API clears it, and near the frame
+      border it contradicts the coordinates (hips at y = 0.96 with presence 0.08).
+    * Hands: mediapipe's 21 hand points are in OpenPose order already; ``z`` (depth relative to
+      the wrist, in units of about the image width) is kept in ``hands[..., 2]``. Holistic only
+      returns a hand that passed its own hand-presence gate and gives no per-point score, so every
+      point of a returned hand has confidence 1.
+    * Face: the 468-point mesh -> iBUG 68 by :data:`~steadydancer.pose.face68.FACE68_FROM_MESH`;
+      confidence 1 for a returned face (same reason as hands).
+    * Left/right: mediapipe's pose "left" (11, 13, 15, ...) and Holistic's ``left_hand_landmarks``
+      are the *person's* left in the non-mirrored image -- the same convention as COCO-18 and
+      ours (checked on examples/astronaut.png, who faces the camera: mediapipe's left shoulder is
+      on the image's right; and on a real clip, ``left_hand_landmarks`` sits at pose point 15).
+      So no swap is applied.
+    * Coordinates are mediapipe's normalised ones (x / W, y / H of the detection image, which is
+      the whole frame downscaled, so they are also x / W, y / H of the original frame). Points
+      outside [0, 1] are kept as given (mediapipe extrapolates a limb that leaves the frame;
+      its visibility is then usually low and the threshold removes it). Nothing is clamped.
+
+Speed (measured by ``benchmarks/pose_path.py``): Holistic's models run on fixed-size crops
+(pose 256 px, hands 224 px, face 192 px), so its cost hardly depends on the input size;
+downscaling the frame mainly saves decoding and copying, and costs hand/face detail when
+overdone. Videos are detected at :data:`VIDEO_DETECT_MAX_SIDE`. One Holistic graph keeps about
+1.35 cores busy; :func:`extract_sequence` runs one graph per worker thread (mediapipe releases
+the GIL while its graph runs) on contiguous segments of the clip, and decodes/resizes in the
+calling thread meanwhile. Each segment after the first starts :data:`WARMUP_FRAMES` frames early,
+and over those frames the result cross-fades from the ending segment's tracker to the new one:
+two trackers disagree by a few pixels (each result depends on its own history), and the
+cross-fade turns that into a drift of well under a pixel per frame instead of a jump.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from bisect import bisect_right
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from ..constants import MODEL_FPS
+from ..errors import SteadyDancerInputError
+from .face68 import FACE68_FROM_MESH
+from .sequence import PoseFrame, PoseSequence, empty_points, present
+from .skeleton import BODY, LEFT_HAND, RIGHT_HAND
+
+Progress = Optional[Callable[[float, str], None]]
+
+DETECTOR = "mediapipe-holistic"
+#: pose_landmark_full: the only pose model inside the wheel (0 and 2 are downloaded on demand).
+MODEL_COMPLEXITY = 1
+#: mediapipe visibility below which a body point counts as missing.
+VISIBILITY_THRESHOLD = 0.3
+#: Longer side of video frames handed to mediapipe (frames are never upscaled).
+VIDEO_DETECT_MAX_SIDE = 640
+#: Longer side for the single character image (speed does not matter there; detail does).
+IMAGE_DETECT_MAX_SIDE = 1280
+#: Frames a segment after the first is started early with, to settle tracking at the seam.
+WARMUP_FRAMES = 8
+#: A clip is split over workers only if every segment gets at least this many frames.
+MIN_SEGMENT_FRAMES = 32
+#: Decoded frames waiting for a detector are held in memory up to about this many bytes.
+FRAME_BUFFER_BYTES = 256 * 2**20
+
+#: (COCO-18 name, mediapipe pose index). mediapipe's left/right are the person's, like ours.
+BODY_FROM_MEDIAPIPE = (
+    ("nose", 0),
+    ("right_shoulder", 12), ("right_elbow", 14), ("right_wrist", 16),
+    ("left_shoulder", 11), ("left_elbow", 13), ("left_wrist", 15),
+    ("right_hip", 24), ("right_knee", 26), ("right_ankle", 28),
+    ("left_hip", 23), ("left_knee", 25), ("left_ankle", 27),
+    ("right_eye", 5), ("left_eye", 2),  # eye centres (1/3 and 4/6 are the eye corners)
+    ("right_ear", 8), ("left_ear", 7),
+)
+_BODY_DST = np.array([BODY[name] for name, _ in BODY_FROM_MEDIAPIPE])
+_BODY_SRC = np.array([index for _, index in BODY_FROM_MEDIAPIPE])
+_FACE_SRC = np.array(FACE68_FROM_MESH)
+_BODY_USED = sorted(set(_BODY_SRC.tolist()))
+_FACE_USED = sorted(set(FACE68_FROM_MESH))
+
+#: Files (relative to the mediapipe package) the Holistic CPU graph opens.
+BUNDLED_MODELS = (
+    "modules/holistic_landmark/holistic_landmark_cpu.binarypb",
+    "modules/pose_detection/pose_detection.tflite",
+    "modules/pose_landmark/pose_landmark_full.tflite",
+    "modules/holistic_landmark/hand_recrop.tflite",
+    "modules/hand_landmark/hand_landmark_full.tflite",
+    "modules/face_detection/face_detection_short_range.tflite",
+    "modules/face_landmark/face_landmark.tflite",
+)
+_REFINED_FACE_MODEL = "modules/face_landmark/face_landmark_with_attention.tflite"
+
+
+# ----------------------------------------------------------------------------------------------
+# mediapipe landmarks -> our arrays (pure functions)
+# ----------------------------------------------------------------------------------------------
+
+
+def body_from_mediapipe(landmarks: np.ndarray | None,
+                        visibility_threshold: float = VISIBILITY_THRESHOLD) -> np.ndarray:
+    """mediapipe pose landmarks (33, 4) ``x, y, z, visibility`` -> COCO-18 body (18, 3)
+    ``x, y, confidence``; points below the threshold (and everything, for ``None``) missing."""
+    body = empty_points((), "body")
+    if landmarks is None:
+        return body
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.shape[0] < 33 or landmarks.shape[1] < 4:
+        raise ValueError(f"expected mediapipe pose landmarks of shape (33, 4), got {landmarks.shape}")
+    conf = landmarks[_BODY_SRC, 3]
+    keep = np.isfinite(landmarks[_BODY_SRC, :2]).all(axis=1) & (conf >= visibility_threshold)
+    body[_BODY_DST[keep], :2] = landmarks[_BODY_SRC[keep], :2]
+    body[_BODY_DST[keep], 2] = conf[keep]
+    shoulders = body[[BODY["right_shoulder"], BODY["left_shoulder"]]]
+    if np.isfinite(shoulders[:, :2]).all():
+        body[BODY["neck"], :2] = shoulders[:, :2].mean(axis=0)
+        body[BODY["neck"], 2] = shoulders[:, 2].min()
+    return body
+
+
+def hand_from_mediapipe(landmarks: np.ndarray | None) -> np.ndarray:
+    """mediapipe hand landmarks (21, 3) ``x, y, z`` -> one hand (21, 4) ``x, y, z, confidence``.
+    The point order is OpenPose's already (wrist, then thumb..little finger base to tip)."""
+    if landmarks is None:
+        return empty_points((), "hands")[0]
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.shape != (21, 3):
+        raise ValueError(f"expected mediapipe hand landmarks of shape (21, 3), got {landmarks.shape}")
+    return np.concatenate([landmarks, np.ones((21, 1), np.float32)], axis=1)
+
+
+def face_from_mediapipe(landmarks: np.ndarray | None) -> np.ndarray:
+    """mediapipe face mesh (468 or 478, 3) -> iBUG 68 points (68, 3) ``x, y, confidence``."""
+    face = empty_points((), "face")
+    if landmarks is None:
+        return face
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.shape[0] < 468:
+        raise ValueError(f"expected the 468-point mediapipe face mesh, got {landmarks.shape[0]} points")
+    face[:, :2] = landmarks[_FACE_SRC, :2]
+    face[:, 2] = 1.0
+    return face
+
+
+def _landmark_array(landmark_list, fields: tuple[str, ...], size: int, used=None) -> np.ndarray | None:
+    """A mediapipe ``NormalizedLandmarkList`` -> (size, len(fields)) float32; only the ``used``
+    rows are read from the protobuf (the others stay NaN): reading all 468 face points would
+    cost more than the rest of the conversion."""
+    if landmark_list is None:
+        return None
+    points = landmark_list.landmark
+    if len(points) < size:
+        raise ValueError(f"expected {size} landmarks, got {len(points)}")
+    out = np.full((size, len(fields)), np.nan, dtype=np.float32)
+    for i in range(size) if used is None else used:
+        p = points[i]
+        out[i] = [getattr(p, f) for f in fields]
+    return out
+
+
+def pose_frame_from_holistic(results, visibility_threshold: float = VISIBILITY_THRESHOLD) -> PoseFrame:
+    """A ``Holistic.process`` result -> :class:`PoseFrame` (hand 0 = the person's left)."""
+    hands = empty_points((), "hands")
+    for side, landmarks in ((LEFT_HAND, results.left_hand_landmarks), (RIGHT_HAND, results.right_hand_landmarks)):
+        hands[side] = hand_from_mediapipe(_landmark_array(landmarks, ("x", "y", "z"), 21))
+    pose = _landmark_array(results.pose_landmarks, ("x", "y", "z", "visibility"), 33, _BODY_USED)
+    face = _landmark_array(results.face_landmarks, ("x", "y", "z"), 468, _FACE_USED)
+    return PoseFrame(body=body_from_mediapipe(pose, visibility_threshold), hands=hands,
+                     face=face_from_mediapipe(face))
+
+
+def blend_poses(a: PoseFrame, b: PoseFrame, weight: float) -> PoseFrame:
+    """``(1 - weight) * a + weight * b`` point by point (coordinates, z and confidence); a point
+    present in only one of the two is taken from that one."""
+    parts = {}
+    for part in ("body", "hands", "face"):
+        pa, pb = getattr(a, part), getattr(b, part)
+        in_a, in_b = present(pa), present(pb)
+        out = np.where(in_a[..., None], pa, pb)
+        both = in_a & in_b
+        out[both] = (1.0 - weight) * pa[both] + weight * pb[both]
+        parts[part] = out
+    return PoseFrame(**parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# The extractor
+# ----------------------------------------------------------------------------------------------
+
+
+def check_bundled_models(refine_face_landmarks: bool = False) -> Path:
+    """Make sure every model file the Holistic graph reads is inside the installed mediapipe
+    (so that nothing is downloaded); returns the mediapipe package directory."""
+    import mediapipe
+
+    root = Path(mediapipe.__file__).resolve().parent
+    needed = BUNDLED_MODELS + ((_REFINED_FACE_MODEL,) if refine_face_landmarks else ())
+    missing = [name for name in needed if not (root / name).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"mediapipe {getattr(mediapipe, '__version__', '?')} at {root} lacks its bundled models "
+            f"{', '.join(missing)}; reinstall mediapipe==0.10.21 (the models ship inside the wheel)."
+        )
+    return root
+
+
+def detector_version() -> str:
+    import mediapipe
+
+    return str(getattr(mediapipe, "__version__", "unknown"))
+
+
+def detection_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(w, h) an image of ``width x height`` is detected at: longer side at most ``max_side``,
+    aspect kept, never upscaled."""
+    if not max_side or max(width, height) <= max_side:
+        return int(width), int(height)
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def prepare_frame(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Check an RGB frame (H, W, 3) uint8 and downscale it (INTER_AREA) to the detection size.
+    Touches no mediapipe state, so it can run in another thread than the detector."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(
+            "expected an RGB image as a (H, W, 3) uint8 array, got "
+            f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"
+        )
+    h, w = image.shape[:2]
+    size = detection_size(w, h, max_side)
+    if size != (w, h):
+        import cv2
+
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def detector_meta(*, static_image_mode: bool, detect_max_side: int | None,
+                  visibility_threshold: float = VISIBILITY_THRESHOLD, refine_face_landmarks: bool = False,
+                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> dict:
+    """What produces the poses, for ``PoseSequence.meta``."""
+    return {
+        "detector": DETECTOR,
+        "detector_version": detector_version(),
+        "model_complexity": MODEL_COMPLEXITY,
+        "tracking": not static_image_mode,
+        "refine_face_landmarks": bool(refine_face_landmarks),
+        "min_detection_confidence": float(min_detection_confidence),
+        "min_tracking_confidence": float(min_tracking_confidence),
+        "visibility_threshold": float(visibility_threshold),
+        "detect_max_side": detect_max_side,
+    }
+
+
+class PoseExtractor:
+    """One mediapipe Holistic graph, reused for every image it is called on.
+
+    ``static_image_mode=False`` tracks across calls (consecutive video frames: the person is
+    detected once, then followed from the previous landmarks, and landmarks are filtered over
+    time); ``True`` detects every image from scratch (the character photo). Not thread-safe: use
+    one extractor per thread. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, *, static_image_mode: bool, detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 visibility_threshold: float = VISIBILITY_THRESHOLD, refine_face_landmarks: bool = False,
+                 smooth_landmarks: bool = True):
+        if detect_max_side is not None and detect_max_side < 32:
+            raise ValueError(f"detect_max_side must be at least 32 pixels, got {detect_max_side}")
+        check_bundled_models(refine_face_landmarks)
+        from mediapipe.python.solutions import holistic
+
+        self.static_image_mode = bool(static_image_mode)
+        self.detect_max_side = detect_max_side
+        self.visibility_threshold = float(visibility_threshold)
+        self.refine_face_landmarks = bool(refine_face_landmarks)
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.min_tracking_confidence = float(min_tracking_confidence)
+        self._holistic = holistic.Holistic(
+            static_image_mode=self.static_image_mode,
+            model_complexity=MODEL_COMPLEXITY,
+            smooth_landmarks=smooth_landmarks,
+            enable_segmentation=False,
+            refine_face_landmarks=self.refine_face_landmarks,
+            min_detection_confidence=self.min_detection_confidence,
+            min_tracking_confidence=self.min_tracking_confidence,
+        )
+        self.last_detect_size: tuple[int, int] | None = None
+
+    # -- steps ------------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """:func:`prepare_frame` at this extractor's detection size."""
+        return prepare_frame(image, self.detect_max_side)
+
+    def detect(self, prepared: np.ndarray) -> PoseFrame:
+        """Run the graph on an image from :meth:`prepare` (or already small enough)."""
+        if self._holistic is None:
+            raise RuntimeError("this PoseExtractor is closed")
+        self.last_detect_size = (int(prepared.shape[1]), int(prepared.shape[0]))
+        return pose_frame_from_holistic(self._holistic.process(prepared), self.visibility_threshold)
+
+    def __call__(self, image: np.ndarray) -> PoseFrame:
+        """Pose of one RGB frame (H, W, 3) uint8, normalised to that frame."""
+        return self.detect(self.prepare(image))
+
+    def reset(self) -> None:
+        """Forget the tracked person and the landmark filters (start of an unrelated clip)."""
+        if self._holistic is not None:
+            self._holistic.reset()
+
+    def describe(self) -> dict:
+        """What produced the poses (stored in ``PoseSequence.meta``)."""
+        meta = detector_meta(
+            static_image_mode=self.static_image_mode, detect_max_side=self.detect_max_side,
+            visibility_threshold=self.visibility_threshold, refine_face_landmarks=self.refine_face_landmarks,
+            min_detection_confidence=self.min_detection_confidence,
+            min_tracking_confidence=self.min_tracking_confidence,
+        )
+        meta["detect_size"] = list(self.last_detect_size) if self.last_detect_size else None
+        return meta
+
+    def close(self) -> None:
+        if self._holistic is not None:
+            self._holistic.close()
+            self._holistic = None
+
+    def __enter__(self) -> "PoseExtractor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # a forgotten close() must not leak the graph's threads
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------------------------------
+# One image
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_rgb_array(image) -> np.ndarray:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {arr.dtype}")
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 4:  # RGBA: the colour channels (image.py composites)
+        return np.ascontiguousarray(arr[..., :3])
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return arr
+    raise ValueError(f"expected an RGB image (H, W, 3), got shape {arr.shape}")
+
+
+def extract_image_pose(image, *, detect_max_side: int | None = IMAGE_DETECT_MAX_SIDE,
+                       visibility_threshold: float = VISIBILITY_THRESHOLD) -> PoseFrame:
+    """Pose of the character photo (a PIL image or an RGB uint8 array), detected from scratch.
+
+    Raises:
+        SteadyDancerInputError: no body point was found.
+    """
+    arr = _as_rgb_array(image)
+    with PoseExtractor(static_image_mode=True, detect_max_side=detect_max_side,
+                       visibility_threshold=visibility_threshold) as extractor:
+        pose = extractor(arr)
+    if not pose.has_person:
+        raise SteadyDancerInputError(
+            "No person found in the character image. Use a photo in which one person is clearly "
+            "visible (at least the head and shoulders, ideally the whole body), facing the camera."
+        )
+    return pose
+
+
+# ----------------------------------------------------------------------------------------------
+# A sequence of frames
+# ----------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_segments(num_frames: int | None, workers: int, max_segment: int | None = None) -> list[int]:
+    """Start frames of the contiguous segments a clip is split into (``[0]``: one segment).
+
+    Splits only when the length is known and every one of ``workers`` segments gets at least
+    :data:`MIN_SEGMENT_FRAMES`; segments are no longer than ``max_segment`` (memory), so a long
+    clip has more segments than workers (handed out round-robin)."""
+    if not num_frames or workers <= 1 or num_frames < workers * MIN_SEGMENT_FRAMES:
+        return [0]
+    count = workers
+    if max_segment:
+        count = max(count, math.ceil(num_frames / max(max_segment, MIN_SEGMENT_FRAMES)))
+    length = math.ceil(num_frames / count)
+    return [k * length for k in range(count) if k * length < num_frames]
+
+
+class _Worker(threading.Thread):
+    """A detector thread with its own tracking :class:`PoseExtractor`. Its inbox holds
+    ``(index, image, warmup, restart)`` items and ends with ``None``; every item taken releases
+    one unit of the shared frame budget, also after an error (then it only drains its inbox).
+    Poses go to ``results[index]``, or to ``warmup_results[index]`` for warm-up frames."""
+
+    def __init__(self, options: dict, results: dict, warmup_results: dict, budget: threading.Semaphore,
+                 abort: threading.Event, counter: "_Counter"):
+        super().__init__(daemon=True, name="pose-detector")
+        self.inbox: "queue.Queue" = queue.Queue()
+        self.options, self.results, self.warmup_results = options, results, warmup_results
+        self.budget, self.abort, self.counter = budget, abort, counter
+        self.error: BaseException | None = None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.abort.set()
+
+    def run(self) -> None:
+        extractor = None
+        try:
+            extractor = PoseExtractor(static_image_mode=False, **self.options)
+        except BaseException as exc:
+            self._fail(exc)
+        used = False
+        while True:
+            item = self.inbox.get()
+            if item is None:
+                break
+            try:
+                if extractor is None or self.abort.is_set():
+                    continue
+                index, image, warmup, restart = item
+                if restart and used:
+                    extractor.reset()  # a new segment: track it from scratch
+                pose = extractor.detect(image)
+                used = True
+                if warmup:
+                    self.warmup_results[index] = pose
+                else:
+                    self.results[index] = pose
+                    self.counter.add()
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                self.budget.release()
+        if extractor is not None:
+            extractor.close()
+
+
+class _Counter:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+class _Aborted(Exception):
+    """A worker failed while the feeder was waiting for it: stop feeding."""
+
+
+def extract_sequence(frames: Iterable[np.ndarray], *, fps: float, width: int, height: int,
+                     num_frames: int | None = None, progress: Progress = None, workers: int | None = None,
+                     detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE,
+                     visibility_threshold: float = VISIBILITY_THRESHOLD) -> PoseSequence:
+    """Poses of consecutive RGB frames (H, W, 3) uint8, tracking the person from frame to frame.
+
+    Args:
+        frames: the clip's frames in order (any size; coordinates are normalised, so frames
+            already downscaled by the decoder are fine). Consumed once, in the calling thread,
+            while the detector threads work; a generator is closed when done or on error.
+        fps, width, height: the sequence's frame rate and the pixel size its coordinates refer to.
+        num_frames: expected number of frames (default ``len(frames)`` if it has one): needed to
+            split the clip over workers and for progress fractions; a wrong estimate only moves
+            the seams.
+        progress: ``progress(fraction, message)``, always called from the calling thread.
+        workers: detector threads, each tracking its own contiguous segment. ``None``: one per
+            core, at most 2; a clip too short for :data:`MIN_SEGMENT_FRAMES` per worker uses one.
+
+    Returns:
+        A :class:`PoseSequence`; ``meta`` records the detector and its settings, the detection
+        size, ``frames_with_person``, the workers and the segment starts.
+    """
+    if num_frames is None and hasattr(frames, "__len__"):
+        num_frames = len(frames)  # type: ignore[arg-type]
+    workers = max(1, int(workers if workers is not None else min(2, available_cores())))
+    options = dict(detect_max_side=detect_max_side, visibility_threshold=visibility_threshold)
+
+    results: dict[int, PoseFrame] = {}
+    warmup_results: dict[int, PoseFrame] = {}
+    abort = threading.Event()
+    done = _Counter()
+    pool: list[_Worker] = []
+    starts = [0]
+    budget: threading.Semaphore | None = None
+    detect_size = None
+    fed = 0
+    reported = [-1]
+
+    def report() -> None:
+        if progress is None or done.value == reported[0]:
+            return
+        reported[0] = n = done.value
+        total = max(num_frames or 0, fed)
+        progress(min(1.0, n / total) if total else 0.0,
+                 f"detecting poses: frame {n}" + (f" of {total}" if num_frames else ""))
+
+    def send(worker: _Worker, item) -> None:
+        while not budget.acquire(timeout=0.1):
+            if abort.is_set():
+                raise _Aborted
+            report()
+        worker.inbox.put(item)
+
+    iterator = iter(frames)
+    try:
+        for index, frame in enumerate(iterator):
+            if abort.is_set():
+                break
+            image = prepare_frame(frame, detect_max_side)
+            if budget is None:  # first frame: its size sets the memory budget; plan the work
+                detect_size = (int(image.shape[1]), int(image.shape[0]))
+                budget_frames = max(4 * WARMUP_FRAMES, FRAME_BUFFER_BYTES // max(1, image.nbytes))
+                starts = plan_segments(num_frames, workers, budget_frames - 2 * WARMUP_FRAMES)
+                budget = threading.Semaphore(budget_frames)
+                pool = [_Worker(options, results, warmup_results, budget, abort, done)
+                        for _ in range(min(workers, len(starts)))]
+                for worker in pool:
+                    worker.start()
+            seg = bisect_right(starts, index) - 1
+            # a segment's tracker restarts on its first frame: the first warm-up frame, if any
+            first_of_segment = index == starts[seg] and (seg == 0 or WARMUP_FRAMES == 0)
+            send(pool[seg % len(pool)], (index, image, False, first_of_segment))
+            nxt = seg + 1
+            if nxt < len(starts) and index >= starts[nxt] - WARMUP_FRAMES:
+                # the next segment's tracker starts early on these frames (cross-faded in below)
+                send(pool[nxt % len(pool)], (index, image, True, index == starts[nxt] - WARMUP_FRAMES))
+            fed = index + 1
+            report()
+    except _Aborted:
+        pass
+    except BaseException:
+        abort.set()
+        raise
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()  # stops a decoder (e.g. ffmpeg behind iter_video_frames) we did not exhaust
+        for worker in pool:
+            worker.inbox.put(None)
+        for worker in pool:
+            while worker.is_alive():
+                worker.join(timeout=0.1)
+                report()
+    for worker in pool:
+        if worker.error is not None:
+            raise worker.error
+
+    poses = [results[i] for i in range(fed)]
+    for start in starts[1:]:
+        # Cross-fade from the ending segment's poses to the warm-up poses of the next one over
+        # the warm-up frames, so the seam shows no jump where the two trackers disagree.
+        for k, index in enumerate(range(max(0, start - WARMUP_FRAMES), min(start, fed))):
+            if index in warmup_results:
+                weight = (k + 1) / (WARMUP_FRAMES + 1)
+                poses[index] = blend_poses(poses[index], warmup_results[index], weight)
+    meta = detector_meta(static_image_mode=False, detect_max_side=detect_max_side,
+                         visibility_threshold=visibility_threshold)
+    meta.update(
+        detect_size=list(detect_size) if detect_size else None,
+        num_frames=fed,
+        frames_with_person=int(sum(pose.has_person for pose in poses)),
+        workers=len(pool),
+        segment_starts=list(starts),
+        warmup_frames=WARMUP_FRAMES if len(starts) > 1 else 0,
+    )
+    seq = PoseSequence.from_frames(poses, fps=fps, width=width, height=height, meta=meta)
+    if progress is not None:
+        progress(1.0, f"detected poses in {fed} frames")
+    return seq
+
+
+# ----------------------------------------------------------------------------------------------
+# A video file
+# ----------------------------------------------------------------------------------------------
+
+
+def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None = None, progress: Progress = None,
+                        min_person_fraction: float = 0.5, workers: int | None = None,
+                        detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE) -> PoseSequence:
+    """Poses of a driving video resampled to ``fps`` (0: every source frame).
+
+    ffmpeg decodes and downscales to the detection size (:func:`steadydancer.video.iter_video_frames`)
+    while the detector threads of :func:`extract_sequence` work. Coordinates are normalised to
+    the video's display size (rotation applied), which is the sequence's ``width x height``.
+
+    Raises:
+        SteadyDancerInputError: the file cannot be read, or fewer than ``min_person_fraction`` of
+            the frames show a person.
+    """
+    from ..video import iter_video_frames, probe_video
+
+    path = Path(path)
+    info = probe_video(path)
+    rate = float(fps) if fps and fps > 0 else float(info.fps or MODEL_FPS)
+    expected = math.ceil(info.duration * fps - 1e-6) if fps and fps > 0 and info.duration > 0 else info.num_frames
+    if max_frames is not None:
+        expected = min(expected, max_frames) if expected else max_frames
+    decoded = (vf.frame for vf in iter_video_frames(path, fps=fps, max_frames=max_frames,
+                                                    max_side=detect_max_side, info=info))
+    seq = extract_sequence(decoded, fps=rate, width=info.width, height=info.height,
+                           num_frames=expected or None, progress=progress, workers=workers,
+                           detect_max_side=detect_max_side)
+    seq.meta.update(source=path.name, source_fps=info.fps, source_size=[info.width, info.height])
+    found = seq.meta["frames_with_person"]
+    if len(seq) == 0 or found < min_person_fraction * len(seq):
+        raise SteadyDancerInputError(
+            f"No person found in most frames of the driving video {path.name}: a person was detected "
+            f"in {found} of {len(seq)} frames; at least {min_person_fraction:.0%} are needed. Use a "
+            "clip in which one dancer stays in view, or trim the parts without them."
+        )
+    return seq

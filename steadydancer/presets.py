@@ -1,0 +1,277 @@
+"""Memory / speed presets for :class:`~steadydancer.pipeline.SteadyDancerPipeline`.
+
+A preset is two things: how the weights sit in memory (dtype, fp8 storage, offloading, VAE tiling,
+guidance passes batched or one by one) and, for ``fast``, different sampling settings with a
+step-distillation LoRA. Everything is done with diffusers' own mechanisms:
+
+==========  ===========================================================  ==========================
+preset      memory                                                       sampling
+==========  ===========================================================  ==========================
+quality     bf16 transformer + text encoder, ``enable_model_cpu_offload``  official: 40 UniPC steps,
+            (one model on the GPU at a time), passes batched               CFG 5, condition CFG 1.0
+balanced    as quality, transformer weights stored in float8_e4m3fn and  official
+            upcast to bf16 layer by layer (``enable_layerwise_casting``)
+low_vram    bf16; group offloading of every model (leaf level, CUDA      official
+            streams prefetch the next layer), VAE tiling, guidance passes
+            one at a time
+fast        as quality + the lightx2v Wan2.1-I2V 4-step distillation     4 ``lcm`` steps, CFG 1,
+            LoRA fused into the transformer                              no condition pass
+==========  ===========================================================  ==========================
+
+Approximate GPU memory for 81 frames at 1024x576 (see ``benchmarks/flops_memory.py``): quality and
+fast ~31 GB for the bf16 transformer weights + activations; balanced ~17 GB; low_vram a few GB
+of weights on the GPU at a time (plus activations, which batching the passes would triple).
+
+Options on top of any preset: ``attention_backend`` (diffusers' dispatcher: ``"flash"``,
+``"_flash_3"``, ``"sage"``, ``"xformers"``, ``"native"`` ...) and ``first_block_cache`` (diffusers'
+First-Block Cache: when the first block's residual changes by less than the threshold between two
+steps, the other blocks are skipped and their cached residual reused; 0.05-0.1 is a typical range,
+it trades detail for speed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from .errors import MissingWeightsError, SteadyDancerInputError
+
+#: The Wan2.1 I2V 14B step-distillation LoRA (lightx2v, rank 64, official key names) of the fast preset.
+FAST_LORA_REPO = "lightx2v/Wan2.1-Distill-Loras"
+FAST_LORA_FILE = "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"
+#: A local file (or repo::file) overriding the default fast LoRA.
+FAST_LORA_ENV = "STEADYDANCER_FAST_LORA"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA to fuse into the transformer: a local ``.safetensors`` file, or ``repo`` + ``weight_name``
+    on the Hub (fetched once, into the Hugging Face cache)."""
+
+    repo_or_path: str
+    weight_name: str | None = None
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How to hold the weights, and (for ``fast``) how to sample."""
+
+    name: str
+    summary: str
+    transformer_dtype: torch.dtype = torch.bfloat16
+    text_encoder_dtype: torch.dtype = torch.bfloat16
+    #: Store the transformer's weights in float8_e4m3fn, compute in ``transformer_dtype``.
+    fp8_storage: bool = False
+    #: ``"none"`` (everything on the device), ``"model"`` (one model at a time) or ``"group"``.
+    offload: str = "model"
+    vae_tiling: bool = False
+    batch_guidance_passes: bool = True
+    lora: LoraSpec | None = None
+    #: Overrides of the pipeline call (num_inference_steps, guidance_scale, condition_guidance_scale,
+    #: solver, shift).
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "quality": Preset(
+        name="quality",
+        summary="bf16 weights, one model on the GPU at a time; official sampling (40 steps, 3 passes in "
+        "the condition window).",
+    ),
+    "balanced": Preset(
+        name="balanced",
+        summary="transformer weights stored in fp8 (computed in bf16): half the weight memory, "
+        "close to quality.",
+        fp8_storage=True,
+    ),
+    "low_vram": Preset(
+        name="low_vram",
+        summary="group offloading of every model, VAE tiling, guidance passes one by one: runs in a "
+        "few GB of GPU memory, slower.",
+        offload="group",
+        vae_tiling=True,
+        batch_guidance_passes=False,
+    ),
+    "fast": Preset(
+        name="fast",
+        summary="lightx2v 4-step distillation LoRA: 4 steps, one pass per step (no CFG, no condition "
+        "guidance); about 20x fewer transformer passes, lower fidelity.",
+        lora=LoraSpec(FAST_LORA_REPO, FAST_LORA_FILE),
+        sampling={
+            "num_inference_steps": 4,
+            "guidance_scale": 1.0,
+            "condition_guidance_scale": 0.0,
+            "solver": "lcm",
+            "shift": 5.0,
+        },
+    ),
+}
+_ALIASES = {"low-vram": "low_vram", "lowvram": "low_vram"}
+
+
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name`` (``low-vram`` accepted); a user error lists the choices."""
+    if isinstance(name, Preset):
+        return name
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in PRESETS:
+        raise SteadyDancerInputError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
+    return PRESETS[key]
+
+
+def fast_lora_spec() -> LoraSpec:
+    """The fast preset's LoRA, or the one ``STEADYDANCER_FAST_LORA`` names (a file, or ``repo::file``)."""
+    override = os.environ.get(FAST_LORA_ENV)
+    if not override:
+        return PRESETS["fast"].lora
+    if "::" in override:
+        repo, weight_name = override.split("::", 1)
+        return LoraSpec(repo, weight_name)
+    return LoraSpec(override)
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_lora_file(spec: LoraSpec, offline: bool | None = None) -> str:
+    """A local path for ``spec`` (downloading the one file when allowed)."""
+    path = os.path.expanduser(spec.repo_or_path)
+    if os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        if spec.weight_name and os.path.isfile(os.path.join(path, spec.weight_name)):
+            return os.path.join(path, spec.weight_name)
+        raise MissingWeightsError(f"LoRA folder {path} has no {spec.weight_name or 'weight_name given'}.")
+    if spec.weight_name is None:
+        raise MissingWeightsError(f"LoRA {spec.repo_or_path!r} is neither a file nor a repo with a weight_name.")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    from .pipeline import _is_offline
+
+    offline = _is_offline(offline)
+    try:
+        return hf_hub_download(spec.repo_or_path, spec.weight_name, local_files_only=offline)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise MissingWeightsError(
+            f"The LoRA {spec.repo_or_path}/{spec.weight_name} is not available"
+            f"{' offline (HF_HUB_OFFLINE=1)' if offline else ''}: {type(error).__name__}.\n"
+            f"Download it once:  huggingface-cli download {spec.repo_or_path} {spec.weight_name}\n"
+            f"or set {FAST_LORA_ENV}=/path/to/{spec.weight_name}."
+        ) from error
+
+
+def load_lora(pipe, spec: LoraSpec | str, *, fuse: bool = True, adapter_name: str = "distill", offline=None) -> None:
+    """Load a Wan LoRA (official ``diffusion_model.blocks.N.self_attn.q.lora_A/B`` / ``lora_down/up``
+    keys with optional ``alpha`` and ``diff_b``, musubi, or diffusers keys) into the transformer through
+    diffusers' Wan LoRA loader. ``fuse`` bakes it into the weights (``scale``) and drops the adapter, so
+    sampling pays nothing for it and fp8 casting can follow."""
+    if isinstance(spec, str):
+        spec = LoraSpec(spec)
+    path = resolve_lora_file(spec, offline)
+    folder, name = os.path.split(path)
+    pipe.load_lora_weights(folder or ".", weight_name=name, adapter_name=adapter_name)
+    if fuse:
+        pipe.fuse_lora(components=["transformer"], lora_scale=spec.scale, adapter_names=[adapter_name])
+        pipe.unload_lora_weights()
+    else:
+        pipe.set_adapters([adapter_name], [spec.scale])
+
+
+def set_attention_backend(pipe, backend: str | None) -> None:
+    """Use diffusers' attention ``backend`` in every transformer attention (``None``: leave as is)."""
+    if backend is None:
+        return
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    names = [b.value for b in AttentionBackendName]
+    if backend not in names:
+        raise SteadyDancerInputError(f"Unknown attention backend {backend!r}: choose one of {', '.join(names)}.")
+    pipe.transformer.set_attention_backend(backend)
+
+
+def enable_first_block_cache(pipe, threshold: float | None) -> None:
+    """diffusers' First-Block Cache on the transformer blocks (``None`` or 0: off)."""
+    if not threshold:
+        return
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(threshold)))
+
+
+def _is_accelerator(device: torch.device) -> bool:
+    return device.type not in ("cpu", "meta")
+
+
+def apply_preset(
+    pipe,
+    preset: str | Preset,
+    device: str | torch.device = "cuda",
+    *,
+    attention_backend: str | None = None,
+    first_block_cache: float | None = None,
+    lora: LoraSpec | str | None = None,
+    offline: bool | None = None,
+):
+    """Put ``pipe`` in the memory layout of ``preset`` on ``device`` and return it.
+
+    Order matters and is: LoRA (fused into the bf16/float weights) -> fp8 layerwise casting ->
+    attention backend / cache hooks -> placement (offloading or ``.to(device)``). Load the pipeline
+    with ``preset.transformer_dtype`` first (:func:`steadydancer.generation.load_pipeline` does).
+    On a CPU ``device`` model offloading is meaningless and skipped; group offloading still runs
+    (onload device = CPU), which is how the tests exercise it.
+    """
+    preset = get_preset(preset)
+    device = torch.device(device)
+
+    # 1. LoRA (the preset's, unless one is given).
+    lora = lora if lora is not None else (fast_lora_spec() if preset.name == "fast" else preset.lora)
+    if lora is not None:
+        load_lora(pipe, lora, offline=offline)
+
+    # 2. fp8 storage of the transformer's big matrices (norms, embeddings, pose modules stay as loaded).
+    if preset.fp8_storage:
+        pipe.transformer.enable_layerwise_casting(
+            storage_dtype=torch.float8_e4m3fn, compute_dtype=preset.transformer_dtype
+        )
+
+    # 3. Kernels and caches.
+    set_attention_backend(pipe, attention_backend)
+    enable_first_block_cache(pipe, first_block_cache)
+
+    # 4. Placement.
+    pipe.batch_guidance_passes = preset.batch_guidance_passes
+    if preset.vae_tiling:
+        pipe.vae.enable_tiling()
+    if preset.offload == "group":
+        accelerator = _is_accelerator(device)
+        pipe.enable_group_offload(
+            onload_device=device,
+            offload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+            use_stream=accelerator,
+            record_stream=accelerator,
+            non_blocking=accelerator,
+        )
+    elif preset.offload == "model" and _is_accelerator(device):
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    pipe._steadydancer_preset = preset.name
+    return pipe
+
+
+def sampling_kwargs(preset: str | Preset) -> dict[str, Any]:
+    """The pipeline-call settings the preset imposes (empty for the official-sampling presets)."""
+    return dict(get_preset(preset).sampling)
+
+
+def with_overrides(preset: str | Preset, **changes) -> Preset:
+    """A copy of ``preset`` with fields changed (e.g. ``offload="none"`` on a big GPU)."""
+    return replace(get_preset(preset), **changes)

@@ -1,0 +1,683 @@
+"""Read and write video files with the ffmpeg binary that ships inside ``imageio-ffmpeg``.
+
+There is no system ffmpeg on the Space, and OpenCV's VideoCapture neither applies the rotation
+of phone clips reliably nor reports timestamps of variable-frame-rate files, so both directions
+run ``imageio_ffmpeg.get_ffmpeg_exe()`` in a subprocess and move raw RGB frames through a pipe.
+
+Reading (:func:`iter_video_frames`)
+    One ffmpeg process decodes, applies the stream's rotation (ffmpeg's autorotate), downscales
+    with its own scaler when ``max_side`` is given and converts to RGB24. A ``showinfo`` filter at
+    the end of the chain logs every frame's timestamp and size on stderr, which a thread parses;
+    so variable-frame-rate clips are resampled by their real timestamps, not by frame index.
+
+    Resampling rule (deterministic): with ``t0`` the timestamp of the first decoded frame and
+    source times ``s_i = pts_i - t0``, output frame ``k`` is meant for time ``t_k = k / fps`` and
+    shows the source frame whose ``s_i`` is nearest to ``t_k`` (a tie, within 1 us, goes to the
+    earlier frame).
+    Output frames are produced for every ``t_k < D``, where ``D`` is the end of the last source
+    frame (its timestamp plus its duration). ``fps=0`` keeps every source frame.
+
+Writing (:func:`write_video`)
+    H.264 (libx264), yuv420p, BT.709, ``+faststart``: plays in every browser. Frames are streamed
+    to ffmpeg's stdin, never held in memory. yuv420p needs even sides: an odd width or height is
+    **cropped** by one pixel on the right/bottom (a 1-pixel loss is invisible; padding would add
+    a visible black line). An audio track can be copied from another file (AAC, cut to the video
+    length, starting at ``audio_start``); a source without audio is skipped silently.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import re
+import select
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .constants import MODEL_FPS
+from .errors import SteadyDancerInputError
+
+ProgressCallback = Callable[[float, str], None]
+_log = logging.getLogger(__name__)
+
+#: Seconds ffmpeg may stay silent (no frame, no log line) before a read is abandoned as hung.
+STALL_TIMEOUT = 60.0
+#: Seconds allowed for probing a file (ffmpeg -i only reads the header).
+PROBE_TIMEOUT = 60.0
+
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``ffmpeg -i`` says about a file's first video stream.
+
+    ``width``/``height`` are the *display* size (after rotation). ``rotation`` is the display
+    rotation in degrees as ffmpeg reports it (counter-clockwise, normalised to 0/90/180/270).
+    ``num_frames`` is an estimate (duration x fps) unless the probe was asked to count.
+    """
+
+    path: str
+    fps: float
+    num_frames: int
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    has_audio: bool
+    codec: str
+
+
+@dataclass
+class VideoFrame:
+    """One output frame: its index in the output, the source time it shows (seconds from the
+    first frame) and the RGB image (H, W, 3) uint8."""
+
+    index: int
+    time: float
+    frame: np.ndarray
+
+
+@dataclass
+class VideoClip:
+    """A whole clip in memory: ``frames`` (T, H, W, 3) uint8, ``times`` (T,) source seconds,
+    ``fps`` the rate of the frames (the requested rate, or the source's for ``fps=0``)."""
+
+    frames: np.ndarray
+    times: np.ndarray
+    fps: float
+    info: VideoInfo
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Probing
+# ----------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)(.*)")
+_SIZE_RE = re.compile(r"(?:^|[\s,])(\d{1,5})x(\d{1,5})(?:[\s,\[]|$)")
+_RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)")
+_ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.MULTILINE)
+
+
+def _unreadable(path: Path, why: str) -> SteadyDancerInputError:
+    return SteadyDancerInputError(
+        f"Could not read video {path.name}: {why}. Re-export it as an H.264 .mp4 "
+        "(any phone or editor can do this) and try again."
+    )
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise SteadyDancerInputError(f"Video file not found: {path}. Upload the video again.")
+    if path.stat().st_size == 0:
+        raise _unreadable(path, "the file is empty (0 bytes)")
+    return path
+
+
+def _parse_rate(text: str) -> float | None:
+    rates = {kind: float(num) * (1000 if k else 1) for num, k, kind in _RATE_RE.findall(text)}
+    rate = rates.get("fps") or rates.get("tbr")
+    return rate if rate and math.isfinite(rate) and rate > 0 else None
+
+
+def probe_video(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
+    """Read the header of ``path`` (and count its frames exactly when ``count_frames``).
+
+    Raises :class:`SteadyDancerInputError` when the file is missing, empty, not a video or
+    corrupt.
+    """
+    path = _check_file(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path.resolve())]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        raise _unreadable(path, f"reading its header took more than {PROBE_TIMEOUT:.0f} s") from exc
+    text = proc.stderr.decode("utf-8", "replace")
+
+    container = re.search(r"Input #0, ([\w,]+), from", text)
+    if container and (container.group(1) == "image2" or container.group(1).endswith("_pipe")):
+        raise SteadyDancerInputError(
+            f"{path.name} is a still image, not a video. Upload a video of the dance "
+            "(an .mp4 or .mov from a phone works)."
+        )
+
+    stream = None
+    for line in text.splitlines():
+        m = _VIDEO_STREAM_RE.search(line)
+        if m and "attached pic" not in line:  # cover art inside audio files is not a video
+            stream = m
+            break
+    if stream is None:
+        if "Invalid data found" in text or "moov atom not found" in text or "could not find codec" in text:
+            raise _unreadable(path, "it is not a video file, or it is corrupt or incomplete")
+        if "Audio:" in text:
+            raise _unreadable(path, "it has an audio track but no video")
+        raise _unreadable(path, "it is not a video file, or it is corrupt")
+
+    codec = stream.group(1)
+    details = stream.group(2)
+    size = _SIZE_RE.search(details)
+    if size is None:
+        raise _unreadable(path, "ffmpeg could not tell its frame size")
+    coded_w, coded_h = int(size.group(1)), int(size.group(2))
+    fps = _parse_rate(details)
+
+    # The rotation belongs to the first video stream: look only at the lines after it.
+    after = text[text.find(stream.group(0)):]
+    next_stream = after.find("Stream #", 1)
+    stream_block = after if next_stream < 0 else after[:next_stream]
+    rotation = 0.0
+    m = _ROTATION_RE.search(stream_block)
+    if m:
+        rotation = float(m.group(1))
+    else:
+        m = _ROTATE_TAG_RE.search(stream_block)
+        if m:  # old-style "rotate" tag is clockwise; the display matrix is counter-clockwise
+            rotation = -float(m.group(1))
+    rotation_deg = int(round(rotation / 90.0)) * 90 % 360
+    width, height = (coded_h, coded_w) if rotation_deg in (90, 270) else (coded_w, coded_h)
+
+    duration = 0.0
+    m = _DURATION_RE.search(text)
+    if m:
+        duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    has_audio = bool(re.search(r"Stream #\d+:\d+.*?: Audio: ", text))
+
+    if count_frames:
+        num_frames, counted_secs = _count_frames(path)
+        if duration <= 0:
+            duration = counted_secs
+    else:
+        num_frames = int(round(duration * fps)) if (fps and duration > 0) else 0
+    if fps is None:
+        fps = num_frames / duration if (num_frames and duration > 0) else float(MODEL_FPS)
+
+    return VideoInfo(
+        path=str(path), fps=float(fps), num_frames=int(num_frames), duration=float(duration),
+        width=width, height=height, rotation=rotation_deg, has_audio=has_audio, codec=codec,
+    )
+
+
+def _count_frames(path: Path) -> tuple[int, float]:
+    import imageio_ffmpeg
+
+    try:
+        return imageio_ffmpeg.count_frames_and_secs(str(path))
+    except Exception as exc:  # imageio-ffmpeg raises RuntimeError/IOError with ffmpeg's log
+        raise _unreadable(path, "ffmpeg could not decode it") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+_SHOWINFO_FRAME_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s+pts_time:\s*(\S+)")
+_SHOWINFO_DURATION_RE = re.compile(r"\bduration_time:\s*(\S+)")
+_SHOWINFO_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
+_SHOWINFO_TIMEBASE_RE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
+
+
+class _StderrReader(threading.Thread):
+    """Drains ffmpeg's stderr: per-frame (time, duration, width, height) from ``showinfo``
+    lines, and the last other lines for error messages."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        # The pipe is unbuffered (bufsize=0 for stdout); buffer it here so that reading lines
+        # is not one system call per byte.
+        self.stream = io.BufferedReader(stream)
+        self.frames: list[tuple[float | None, float | None, int, int]] = []
+        self.log: list[str] = []
+        self.done = False
+        self.cond = threading.Condition()
+
+    def run(self):
+        time_base = None  # exact seconds per pts tick; pts_time is printed with 6 digits only
+        try:
+            for raw in self.stream:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if "showinfo" not in line:
+                    if line.strip():
+                        with self.cond:
+                            self.log.append(line)
+                            del self.log[:-40]
+                    continue
+                m = _SHOWINFO_TIMEBASE_RE.search(line)
+                if m:
+                    num, den = int(m.group(1)), int(m.group(2))
+                    time_base = Fraction(num, den) if num and den else None
+                    continue
+                m = _SHOWINFO_FRAME_RE.search(line)
+                size = _SHOWINFO_SIZE_RE.search(line)
+                if not (m and size):
+                    continue
+                if m.group(2) != "NOPTS" and time_base is not None:
+                    t = float(int(m.group(2)) * time_base)
+                else:
+                    t = _float_or_none(m.group(3))
+                d = _SHOWINFO_DURATION_RE.search(line)
+                d = _float_or_none(d.group(1)) if d else None
+                with self.cond:
+                    self.frames.append((t, d, int(size.group(1)), int(size.group(2))))
+                    self.cond.notify_all()
+        finally:
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        """Wait until the info of frame ``n`` arrived (True) or stderr closed / timeout."""
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.frames) > n or self.done, timeout=timeout)
+            return len(self.frames) > n
+
+    def tail(self, lines: int = 6) -> str:
+        with self.cond:
+            return " | ".join(self.log[-lines:])
+
+
+def _float_or_none(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _read_exact(stream, buf: memoryview, timeout: float) -> int:
+    """Fill ``buf`` from a pipe; returns bytes read (< len at EOF). Raises TimeoutError when the
+    pipe stays silent for ``timeout`` seconds (a hung ffmpeg must not hang the app)."""
+    fd = stream.fileno()
+    got = 0
+    total = len(buf)
+    while got < total:
+        if os.name == "posix":
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise TimeoutError
+        n = stream.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def iter_video_frames(
+    path: str | os.PathLike,
+    fps: float = MODEL_FPS,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    min_frames: int = 1,
+    max_duration: float | None = None,
+    info: VideoInfo | None = None,
+) -> Iterator[VideoFrame]:
+    """Decode ``path`` as RGB frames resampled to ``fps`` (``0``: every source frame).
+
+    Args:
+        fps: output rate; frames are picked by the nearest-timestamp rule in the module docstring.
+        max_frames: stop after this many output frames (the rest of the clip is not decoded).
+        max_side: downscale (never upscale) so the longer side is at most this, aspect kept.
+        progress: ``progress(fraction, message)`` called once per output frame.
+        min_frames: raise :class:`SteadyDancerInputError` if fewer output frames come out.
+        max_duration: raise before decoding if the clip is longer than this many seconds.
+        info: a :class:`VideoInfo` from :func:`probe_video`, to skip probing again.
+
+    Yields:
+        :class:`VideoFrame` with ``frame`` of shape (H, W, 3) uint8, rotation applied.
+    """
+    if fps < 0 or not math.isfinite(fps):
+        raise ValueError(f"fps must be >= 0, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    path = _check_file(path)
+    info = info or probe_video(path)
+    if max_duration is not None and info.duration > max_duration:
+        raise SteadyDancerInputError(
+            f"Video {path.name} is {info.duration:.1f} s long; the limit is {max_duration:.0f} s. "
+            "Trim it to the part you want (the dance moves) and upload that."
+        )
+
+    filters = []
+    if max_side:
+        m = int(max_side)
+        filters.append(
+            f"scale=w='if(gte(iw,ih),min(iw,{m}),-2)':h='if(gte(iw,ih),-2,min(ih,{m}))'"
+            ":flags=area"
+        )
+    filters.append("showinfo=checksum=0")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
+        "-i", str(path.resolve()),
+        "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", ",".join(filters),
+        "-fps_mode", "passthrough",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+    ]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    log = _StderrReader(proc.stderr)
+    log.start()
+
+    emitted = 0
+    try:
+        source = _iter_source_frames(proc, log, path)
+        if fps == 0:
+            frames_out = ((t, image) for t, image, _ in source)
+        else:
+            frames_out = _resample_nearest(source, fps)
+        for time, image in frames_out:
+            if max_duration is not None and time > max_duration:
+                raise SteadyDancerInputError(
+                    f"Video {path.name} is longer than the {max_duration:.0f} s limit. "
+                    "Trim it to the part you want and upload that."
+                )
+            yield VideoFrame(index=emitted, time=time, frame=image)
+            emitted += 1
+            if progress is not None:
+                frac = min(1.0, time / info.duration) if info.duration > 0 else 0.0
+                progress(frac, f"decoding video: frame {emitted}")
+            if max_frames is not None and emitted >= max_frames:
+                return
+        if emitted < max(1, min_frames):
+            if emitted == 0:
+                raise _unreadable(path, "it contains no video frames that ffmpeg can decode")
+            rate = fps or info.fps or MODEL_FPS
+            raise SteadyDancerInputError(
+                f"Video {path.name} gives only {emitted} frame(s) at {rate:g} fps; at least "
+                f"{min_frames} are needed. Use a longer clip (at least "
+                f"{math.ceil(10 * min_frames / rate) / 10:g} s)."
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        log.join(timeout=5)
+
+
+def _iter_source_frames(proc, log: _StderrReader, path: Path) -> Iterator[tuple[float, np.ndarray, float]]:
+    """(time from first frame, image, frame duration) for every decoded frame, in order."""
+    t0 = None
+    n = 0
+    last_t = 0.0
+    size = None
+    while True:
+        if not log.wait_for(n, STALL_TIMEOUT):
+            if not log.done:
+                raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s")
+            break  # end of stream
+        pts, dur, w, h = log.frames[n]
+        if size is None:
+            size = (w, h)
+        image = np.empty((h, w, 3), np.uint8)
+        try:
+            got = _read_exact(proc.stdout, memoryview(image).cast("B"), STALL_TIMEOUT)
+        except TimeoutError:
+            raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s") from None
+        if got < image.nbytes:
+            break  # truncated last frame: ffmpeg ended
+        if (w, h) != size:  # resolution change mid-stream: keep the first size
+            import cv2
+
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if pts is None:
+            t = last_t + (dur or 0.0) if n else 0.0
+        else:
+            if t0 is None:
+                t0 = pts
+            t = pts - t0
+        last_t = t
+        yield t, image, (dur if dur and dur > 0 else 0.0)
+        n += 1
+    proc.wait()
+    if n == 0:
+        _log.warning("no frames decoded from %s; ffmpeg said: %s", path, log.tail())
+        raise _unreadable(path, "it contains no video frames that ffmpeg can decode")
+
+
+#: Distances equal within this many seconds are a tie (float noise in k / fps vs pts * tb).
+_TIE_TOLERANCE = 1e-6
+
+
+def _resample_nearest(source: Iterator[tuple[float, np.ndarray, float]], fps: float
+                      ) -> Iterator[tuple[float, np.ndarray]]:
+    """Apply the nearest-timestamp rule (module docstring) to a stream of source frames."""
+    k = 0
+    prev = None  # (time, image)
+    intervals = []
+    last_duration = 0.0
+    for t, image, duration in source:
+        if duration:
+            last_duration = duration
+        if prev is not None:
+            intervals.append(t - prev[0])
+            del intervals[:-32]
+        while k / fps <= t:
+            target = k / fps
+            if prev is not None and target - prev[0] <= t - target + _TIE_TOLERANCE:
+                yield prev
+            else:
+                yield t, image
+            k += 1
+        prev = (t, image)
+    if prev is None:
+        return
+    if not last_duration:
+        positive = [d for d in intervals if d > 0]
+        last_duration = float(np.median(positive)) if positive else 1.0 / fps
+    end = prev[0] + last_duration
+    # Times past the last frame (up to its end) show the last frame. A tiny epsilon guards
+    # against k / fps landing a hair under ``end`` by float rounding (e.g. 3 * (1/30)).
+    while k / fps < end - 1e-9:
+        yield prev
+        k += 1
+
+
+def read_video(
+    path: str | os.PathLike,
+    fps: float = MODEL_FPS,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    min_frames: int = 1,
+    max_duration: float | None = None,
+) -> VideoClip:
+    """All frames of :func:`iter_video_frames` in one (T, H, W, 3) array, with info and times."""
+    info = probe_video(path)
+    frames, times = [], []
+    for vf in iter_video_frames(path, fps, max_frames, max_side, progress,
+                                min_frames=min_frames, max_duration=max_duration, info=info):
+        frames.append(vf.frame)
+        times.append(vf.time)
+    return VideoClip(
+        frames=np.stack(frames), times=np.asarray(times, dtype=np.float64),
+        fps=float(fps) if fps else info.fps, info=info,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _rate_arg(fps: float) -> str:
+    """fps as an exact ffmpeg rational (29.97 -> 30000/1001)."""
+    frac = Fraction(fps).limit_denominator(1001)
+    if abs(float(frac) - fps) > 1e-6:
+        frac = Fraction(fps).limit_denominator(1_000_000)
+    return f"{frac.numerator}/{frac.denominator}"
+
+
+def _run_ffmpeg(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-6:]
+        raise RuntimeError(f"ffmpeg failed while {what}: {' | '.join(tail)}")
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    *,
+    audio_from: str | os.PathLike | None = None,
+    audio_start: float = 0.0,
+    crf: int = 18,
+    preset: str = "medium",
+) -> Path:
+    """Encode RGB frames (each (H, W, 3) uint8, all the same size) as a browser-playable mp4.
+
+    Odd sides are cropped by one pixel (right/bottom). With ``audio_from``, that file's first
+    audio track from ``audio_start`` seconds is muxed in as AAC and cut to the video's length;
+    a file without audio is ignored. Returns the output path.
+    """
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps}")
+    if preset not in X264_PRESETS:
+        raise ValueError(f"preset must be one of {X264_PRESETS}, got {preset!r}")
+    if not 0 <= int(crf) <= 51:
+        raise ValueError(f"crf must be in 0..51, got {crf}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    want_audio = False
+    if audio_from is not None:
+        try:
+            want_audio = probe_video(audio_from).has_audio
+        except SteadyDancerInputError:
+            want_audio = _has_audio_stream(Path(audio_from))
+
+    frames = iter(frames)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise ValueError("write_video: no frames to write") from None
+    first = _check_frame(first, None)
+    h, w = first.shape[:2]
+    out_w, out_h = max(2, w - w % 2), max(2, h - h % 2)
+    vf = []
+    if (out_w, out_h) != (w, h):
+        # 1-pixel sides (never in practice) are padded since there is nothing to crop.
+        if w < 2 or h < 2:
+            vf.append(f"pad={max(w, 2)}:{max(h, 2)}")
+        vf.append(f"crop={out_w}:{out_h}:0:0")
+    # BT.709 matrix, tagged, so browsers and ffmpeg agree on the colours.
+    vf.append("scale=out_color_matrix=bt709:out_range=tv")
+    vf.append("setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
+
+    video_target = path if not want_audio else path.with_name(f".{path.stem}.video.tmp.mp4")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate_arg(fps),
+        "-i", "pipe:0",
+        "-vf", ",".join(vf),
+        "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
+        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+        "-color_range", "tv",
+        "-movflags", "+faststart", "-an",
+        str(video_target),
+    ]
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfile)
+        count = 0
+        try:
+            frame = first
+            while True:
+                proc.stdin.write(memoryview(frame).cast("B"))
+                count += 1
+                try:
+                    frame = _check_frame(next(frames), (h, w))
+                except StopIteration:
+                    break
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            video_target.unlink(missing_ok=True)
+            raise
+        rc = proc.wait()
+        if rc != 0:
+            errfile.seek(0)
+            tail = errfile.read().decode("utf-8", "replace").strip().splitlines()[-6:]
+            video_target.unlink(missing_ok=True)
+            raise RuntimeError(f"ffmpeg failed while encoding {path.name}: {' | '.join(tail)}")
+
+    if want_audio:
+        try:
+            _run_ffmpeg([
+                ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-i", str(video_target),
+                "-ss", f"{max(0.0, float(audio_start)):.6f}", "-i", str(Path(audio_from).resolve()),
+                "-map", "0:v:0", "-map", "1:a:0?",
+                "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+                "-t", f"{count / fps:.6f}",
+                "-movflags", "+faststart",
+                str(path),
+            ], f"adding the audio of {Path(audio_from).name}")
+        finally:
+            video_target.unlink(missing_ok=True)
+    return path
+
+
+def _has_audio_stream(path: Path) -> bool:
+    """True if ffmpeg sees an audio stream (for audio-only files, which probe_video rejects)."""
+    if not path.is_file():
+        return False
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path.resolve())],
+                          capture_output=True, timeout=PROBE_TIMEOUT)
+    return bool(re.search(r"Stream #\d+:\d+.*?: Audio: ", proc.stderr.decode("utf-8", "replace")))
+
+
+def _check_frame(frame, size: tuple[int, int] | None) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"write_video: frames must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    if size is not None and frame.shape[:2] != size:
+        raise ValueError(f"write_video: all frames must be {size[1]}x{size[0]}, got "
+                         f"{frame.shape[1]}x{frame.shape[0]}")
+    return np.ascontiguousarray(frame)

@@ -1,0 +1,75 @@
+"""Shared test fixtures: paths, the optional real media, and a driving clip with a real person."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def astronaut_path() -> Path:
+    return EXAMPLES / "astronaut.png"
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """../shared/media (academic-use media, never committed); skips when it is not there."""
+    if not SHARED_MEDIA.is_dir():
+        pytest.skip(f"real media not available: {SHARED_MEDIA} does not exist (it is never committed)")
+    return SHARED_MEDIA
+
+
+def make_person_frames(num_frames: int = 16, size: tuple[int, int] = (320, 384)) -> list[np.ndarray]:
+    """Frames of the astronaut photo swaying and bobbing on a grey stage: a real person that
+    mediapipe detects, moving by a known amount (x offset = 24 px * sin)."""
+    from PIL import Image
+
+    width, height = size
+    person = Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((256, 256), Image.BICUBIC)
+    person = np.asarray(person)
+    frames = []
+    for t in range(num_frames):
+        canvas = np.full((height, width, 3), 110, np.uint8)
+        dx = int(round(24 * np.sin(2 * np.pi * t / max(num_frames, 2))))
+        dy = int(round(6 * np.cos(2 * np.pi * t / max(num_frames, 2))))
+        x0 = (width - 256) // 2 + dx
+        y0 = (height - 256) // 2 + dy
+        canvas[y0:y0 + 256, x0:x0 + 256] = person
+        frames.append(canvas)
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    import imageio_ffmpeg
+
+    h, w = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", quality=None,
+                                         output_params=["-crf", "18"], macro_block_size=1)
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def person_clip(tmp_path_factory) -> Path:
+    """A 1.5 s, 16 fps H.264 clip (320x384) of a real person moving side to side."""
+    path = tmp_path_factory.mktemp("clips") / "person.mp4"
+    return write_clip(path, make_person_frames(24), fps=16)

@@ -1,0 +1,80 @@
+"""A real browser on the app: Debian's Chromium, headless, driven by Playwright.
+
+Loads the page, uploads the character image and a clip of a real person, clicks "Preview poses"
+and waits for the preview video. Screenshots are kept under artifacts/ (git-ignored). The page must
+render offline: any request to a host other than the app's fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from test_app_server import REPO_ROOT, launch_app
+
+CHROMIUM = Path(os.environ.get("STEADYDANCER_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO_ROOT / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not installed at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+@pytest.fixture
+def page(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with launch_app(tmp_path) as (_, _, url):
+        origin = url.rstrip("/")
+        foreign = []
+        page.on("request", lambda r: foreign.append(r.url)
+                if not r.url.startswith((origin, "data:", "blob:")) else None)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator("#preview-btn").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app_empty.png"), full_page=True)
+
+        page.locator("#character input[type=file]").set_input_files(str(astronaut_path))
+        page.locator("#character img").first.wait_for(timeout=30_000)
+        page.locator("#driving input[type=file]").set_input_files(str(person_clip))
+        page.locator("#driving video").first.wait_for(timeout=30_000)
+
+        page.locator("#preview-btn").click()
+        video = page.locator("#preview-video video").first
+        video.wait_for(timeout=90_000)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#preview-video video');"
+            " return v && v.src && v.readyState >= 1 && v.videoWidth > 0; }", timeout=60_000)
+        size = page.evaluate("() => { const v = document.querySelector('#preview-video video');"
+                             " return [v.videoWidth, v.videoHeight, v.duration]; }")
+        report = page.locator("#repair-report").inner_text()
+        page.locator("#preview-video").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "app_preview.png"), full_page=True)
+
+    assert size[0] > size[1] > 0  # three panels side by side
+    assert abs(size[2] - 24 / 16) < 0.2  # the whole 24-frame clip (the default length is longer)
+    assert "Motion" in report and "Repair" in report
+    assert not foreign, f"the page fetched from other hosts: {foreign[:5]}"
+    assert not errors, f"JavaScript errors: {errors[:3]}"
+    assert (ARTIFACTS / "app_preview.png").stat().st_size > 10_000
+

@@ -1,0 +1,361 @@
+"""The app's event functions called in-process: preview, per-stage re-runs, validation of bad input,
+generation with the tiny saved pipeline on CPU, cancel, the GPU-time estimate and the ZeroGPU
+duration. No server, no browser (see test_app_server.py / test_app_browser.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import gradio as gr  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    import app as app_module
+
+    saved_config, saved_resolutions = dataclasses.replace(app_module.CONFIG), dict(app_module.RESOLUTIONS)
+    app_module.configure(model=str(tmp_path_factory.mktemp("empty") / "no-weights"), offline=True, device="cpu",
+                         tmp_root=tmp_path_factory.mktemp("sessions"), resolutions={"tiny": (64 * 64, 3.0)})
+    yield app_module
+    app_module.RESOLUTIONS.clear()
+    app_module.RESOLUTIONS.update(saved_resolutions)
+    app_module.configure(model=saved_config.model, offline=saved_config.offline, device=saved_config.device or "",
+                         tmp_root=saved_config.tmp_root)
+
+
+POSE = dict(motion="", num_frames=17, smooth=0.3, repair=True, align_mode="robust", alignment_frame=-1,
+            lead_in_frames=0)
+
+
+def preview(app, image, video, session=None, **changes):
+    kwargs = {**POSE, **changes}
+    return app.preview_poses(str(image), str(video) if video else None, kwargs["motion"], kwargs["num_frames"],
+                             kwargs["smooth"], kwargs["repair"], kwargs["align_mode"], kwargs["alignment_frame"],
+                             kwargs["lead_in_frames"], session, progress=None)
+
+
+@pytest.fixture(scope="module")
+def previewed(app, astronaut_path, person_clip):
+    """One preview made at the start; later tests reuse its session (extraction cached)."""
+    return preview(app, astronaut_path, person_clip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview and the per-stage cache
+# ---------------------------------------------------------------------------------------------
+
+
+def test_preview_writes_videos_report_and_poses(app, previewed):
+    from steadydancer.pose.sequence import PoseSequence
+    from steadydancer.video import probe_video
+
+    preview_path, pose_path, report, poses_path, session = previewed
+    assert isinstance(session, app.PoseSession)
+    for p in (preview_path, pose_path, poses_path):
+        assert Path(p).is_file() and Path(p).is_relative_to(session.workdir)
+    info = probe_video(preview_path, count_frames=True)
+    assert info.num_frames == 17 and info.width > 2 * info.height  # three panels side by side
+    assert probe_video(pose_path, count_frames=True).num_frames == 17
+    seq = PoseSequence.load(poses_path)
+    assert len(seq) == 17 and seq.frames_with_person().sum() >= 15
+    assert "17 frames" in report and "**Repair:**" in report and "**Alignment:** robust" in report
+    assert dict(session.runs) == {"reference": 1, "extract": 1, "clean": 1, "align": 1}
+
+
+def test_controls_rerun_only_the_stages_they_affect(app, astronaut_path, person_clip, previewed, tmp_path):
+    session = previewed[-1]
+    runs = session.runs
+
+    preview(app, astronaut_path, person_clip, session, smooth=0.6)
+    assert (runs["reference"], runs["extract"], runs["clean"], runs["align"]) == (1, 1, 2, 2)
+
+    preview(app, astronaut_path, person_clip, session, smooth=0.6, align_mode="official")
+    assert (runs["reference"], runs["extract"], runs["clean"], runs["align"]) == (1, 1, 2, 3)
+
+    # Lead-in and a shorter length cut what was read and cleaned: only the alignment re-runs.
+    preview(app, astronaut_path, person_clip, session, smooth=0.6, align_mode="official", lead_in_frames=4)
+    assert (runs["extract"], runs["clean"], runs["align"]) == (1, 2, 4)
+    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=9)
+    assert (runs["extract"], runs["clean"], runs["align"]) == (1, 2, 5) and "9 frames" in out[2]
+
+    # Longer than what was read (17): read again; the clip has only 24 frames, so a still longer
+    # length finds it all there already.
+    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=33)
+    assert (runs["extract"], runs["clean"]) == (2, 3) and "24 frames" in out[2]
+    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=41)
+    assert (runs["extract"], runs["clean"]) == (2, 3) and "24 frames" in out[2]
+
+    # A new image re-detects the character only.
+    flipped = tmp_path / "flipped.png"
+    Image.open(astronaut_path).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
+    preview(app, flipped, person_clip, session)
+    assert runs["reference"] == 2 and runs["extract"] == 2
+
+
+def test_refresh_runs_only_after_a_preview_and_for_the_same_inputs(app, astronaut_path, person_clip, previewed):
+    fresh = app.refresh_preview(str(astronaut_path), str(person_clip), *list(POSE.values()), None, progress=None)
+    assert all(isinstance(v, type(gr.skip())) for v in fresh)  # no preview yet: a slider never extracts
+
+    session = previewed[-1]
+    extracted = session.runs["extract"]
+    out = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session,
+                              progress=None)
+    assert Path(out[0]).is_file() and session.runs["extract"] == extracted
+
+
+def test_project_motion_uses_its_poses_without_the_detector(app, astronaut_path, tmp_path, monkeypatch):
+    from steadydancer.pose.sequence import PoseSequence
+
+    from tests.conftest import make_person_frames, write_clip
+
+    motions = tmp_path / "examples"
+    motions.mkdir()
+    # A motion = poses.json (+ its clip): reuse the poses extracted from the test clip.
+    clip = write_clip(motions / "sway.mp4", make_person_frames(20), fps=16)
+    seq = app.extract_driving(clip, app.PoseOptions()).poses
+    seq.save(motions / "sway.poses.json")
+    monkeypatch.setattr(app, "EXAMPLES_DIR", motions)
+    assert set(app.project_motions()) == {"sway"}
+
+    calls = []
+    import steadydancer.pose.extract as extract
+
+    monkeypatch.setattr(extract, "extract_video_poses", lambda *a, **k: calls.append(a) or seq)
+    out = preview(app, astronaut_path, None, motion="sway")
+    assert calls == [] and "Sway" in out[2] and len(PoseSequence.load(out[3])) == 17
+    with pytest.raises(gr.Error, match="Unknown project motion"):
+        preview(app, astronaut_path, None, motion="nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a readable gr.Error each time
+# ---------------------------------------------------------------------------------------------
+
+
+def _video(path: Path, frames) -> Path:
+    from tests.conftest import write_clip
+
+    return write_clip(path, frames, fps=16)
+
+
+def test_missing_inputs(app, astronaut_path, person_clip):
+    with pytest.raises(gr.Error, match="Add a character image"):
+        preview(app, "", person_clip)
+    with pytest.raises(gr.Error, match="Add a driving video"):
+        preview(app, astronaut_path, None)
+
+
+@pytest.mark.parametrize("case", ["text_as_mp4", "one_frame", "empty", "not_a_video_suffix", "too_long"])
+def test_bad_driving_videos(app, astronaut_path, tmp_path, monkeypatch, case):
+    if case == "text_as_mp4":
+        path = tmp_path / "clip.mp4"
+        path.write_text("hello, I am a text file\n" * 50)
+        match = "Could not read video clip.mp4"
+    elif case == "one_frame":
+        from tests.conftest import make_person_frames
+
+        path = _video(tmp_path / "one.mp4", make_person_frames(1))
+        match = "frame"
+    elif case == "empty":
+        path = tmp_path / "empty.mp4"
+        path.write_bytes(b"")
+        match = "empty"
+    elif case == "not_a_video_suffix":
+        path = tmp_path / "dance.txt"
+        path.write_text("x")
+        match = "not a video file"
+    else:
+        from tests.conftest import make_person_frames
+
+        path = _video(tmp_path / "long.mp4", make_person_frames(48))  # 3 s
+        monkeypatch.setattr(app, "MAX_DRIVING_SECONDS", 2.0)
+        match = "the limit is 2 s"
+    with pytest.raises(gr.Error, match=match):
+        preview(app, astronaut_path, path)
+
+
+def test_no_person_in_the_video(app, astronaut_path, tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [np.full((256, 256, 3), 90 + 5 * t, np.uint8) for t in range(12)]
+    frames = [np.clip(f + rng.integers(0, 20, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    with pytest.raises(gr.Error, match="No person"):
+        preview(app, astronaut_path, _video(tmp_path / "empty_stage.mp4", frames))
+
+
+@pytest.mark.parametrize("case", ["no_person", "tiny", "extreme_aspect", "not_an_image"])
+def test_bad_character_images(app, person_clip, tmp_path, case):
+    path = tmp_path / f"{case}.png"
+    if case == "no_person":
+        Image.new("RGB", (512, 512), (120, 160, 200)).save(path)
+        match = "person"
+    elif case == "tiny":
+        Image.new("RGB", (40, 40), (120, 160, 200)).save(path)
+        match = "small|pixels"
+    elif case == "extreme_aspect":
+        Image.new("RGB", (2000, 200), (120, 160, 200)).save(path)
+        match = "wide|tall|aspect|long"
+    else:
+        path.write_text("not an image")
+        match = "image"
+    with pytest.raises(gr.Error, match=match):
+        preview(app, path, person_clip)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "CMYK", "I;16", "L"])
+def test_awkward_image_modes_are_sanitised(app, astronaut_path, person_clip, previewed, tmp_path, mode):
+    src = Image.open(astronaut_path).convert("RGB")
+    if mode == "RGBA":
+        rgba = src.convert("RGBA")
+        alpha = np.full((src.height, src.width), 255, np.uint8)
+        alpha[:, :40] = 0  # a transparent strip: composited, not black garbage
+        rgba.putalpha(Image.fromarray(alpha))
+        img, path = rgba, tmp_path / "rgba.png"
+    elif mode == "CMYK":
+        img, path = src.convert("CMYK"), tmp_path / "cmyk.jpg"
+    elif mode == "I;16":
+        grey16 = (np.asarray(src.convert("L"), np.uint16) * 257).astype(np.uint16)
+        img, path = Image.fromarray(grey16), tmp_path / "grey16.png"
+    else:
+        img, path = src.convert("L"), tmp_path / "grey.png"
+    img.save(path)
+    session = previewed[-1]
+    out = preview(app, path, person_clip, session)
+    assert Path(out[0]).is_file()
+    reference = session.reference[1]
+    assert reference.image.mode == "RGB" and reference.pose.has_person
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+GEN = dict(prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, steps=2,
+           guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
+           shift=3.0, seed=7, randomize_seed=False, preset="quality", smooth=0.3, repair=True, align_mode="robust",
+           alignment_frame=-1, lead_in_frames=0)
+
+
+def run_generate(app, image, video, session=None, progress=None, **changes):
+    kw = {**GEN, **changes}
+    return app.generate(str(image), str(video), "", kw["prompt"], kw["negative_prompt"], kw["resolution"],
+                        kw["num_frames"], kw["steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
+                        kw["condition_window_start"], kw["condition_window_end"], kw["shift"], kw["seed"],
+                        kw["randomize_seed"], kw["preset"], kw["smooth"], kw["repair"], kw["align_mode"],
+                        kw["alignment_frame"], kw["lead_in_frames"], session, progress=progress)
+
+
+def test_generate_without_weights_says_what_is_missing(app, astronaut_path, person_clip):
+    with pytest.raises(gr.Error, match="weights are missing") as info:
+        run_generate(app, astronaut_path, person_clip, resolution="480p")
+    assert "Traceback" not in str(info.value)
+    assert "Generate: unavailable" in app.runtime_status()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from tests.tiny_pipeline import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "pipeline")
+
+
+@pytest.fixture
+def with_tiny_model(app, tiny_model):
+    saved = app.CONFIG.model
+    app.configure(model=str(tiny_model))
+    yield tiny_model
+    app.configure(model=saved)
+
+
+def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, previewed, with_tiny_model):
+    from steadydancer.video import probe_video
+
+    session = previewed[-1]
+    extracted = session.runs["extract"]
+    video, comparison, seed, used, session = run_generate(app, astronaut_path, person_clip, session)
+    info = probe_video(video, count_frames=True)
+    assert (info.num_frames, info.width, info.height) == (5, 64, 64)
+    comp = probe_video(comparison, count_frames=True)
+    assert comp.num_frames == 5 and comp.width > 2 * comp.height  # driving | pose | result
+    assert seed == 7 and used["seed"] == 7 and used["steps"] == 2 and used["model"] == str(with_tiny_model)
+    assert used["condition_window"] == [0.1, 0.4] and used["device"] == "cpu"
+    assert session.runs["extract"] == extracted  # the previewed poses were reused
+    assert "Generate: ready" in app.runtime_status()
+
+    # Same seed, same video; a randomised seed is reported.
+    again = run_generate(app, astronaut_path, person_clip, session)
+    assert np.array_equal(_first_frame(again[0]), _first_frame(video))
+    randomised = run_generate(app, astronaut_path, person_clip, session, randomize_seed=True)
+    assert randomised[3]["seed"] == randomised[2] and 0 <= randomised[2] <= app.MAX_SEED
+
+
+def _first_frame(path) -> np.ndarray:
+    from steadydancer.video import read_video
+
+    return read_video(path, fps=0, max_frames=1).frames[0]
+
+
+def test_cancel_stops_generation_at_the_next_step(app, astronaut_path, person_clip, previewed, with_tiny_model):
+    session = previewed[-1]
+
+    class PressCancel:
+        """A progress bar whose first denoising update presses Cancel."""
+
+        def __call__(self, fraction, desc=None, **_):
+            if fraction > 0.15:
+                app.cancel_generation(session)
+
+    with pytest.raises(gr.Error, match="cancelled"):
+        run_generate(app, astronaut_path, person_clip, session, progress=PressCancel(), steps=4)
+
+
+def test_settings_are_validated(app):
+    from steadydancer.errors import SteadyDancerInputError
+
+    with pytest.raises(SteadyDancerInputError, match="Steps must be between"):
+        app.generation_settings("", "", "480p", 81, 0, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
+    with pytest.raises(SteadyDancerInputError, match="ends .* before it starts"):
+        app.generation_settings("", "", "480p", 81, 40, 5, 1, 0.5, 0.4, 3, 0, False, "quality")
+    with pytest.raises(SteadyDancerInputError, match="Resolution must be one of"):
+        app.generation_settings("", "", "4k", 81, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
+    s = app.generation_settings("  ", None, "480p", 80, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
+    assert s.num_frames == 77 and s.prompt == app.DEFAULT_PROMPT and s.negative_prompt == app.DEFAULT_NEGATIVE_PROMPT
+
+
+def test_gpu_duration_and_estimate_follow_the_work(app):
+    def settings(**kw):
+        base = dict(prompt="", negative_prompt="", resolution="480p", num_frames=81, steps=40, guidance_scale=5.0,
+                    condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
+                    shift=3.0, seed=0, randomize_seed=False, preset="quality")
+        base.update(kw)
+        return app.generation_settings(**base)
+
+    frame480 = [np.zeros((480, 832, 3), np.uint8)]
+    frame720 = [np.zeros((576, 1024, 3), np.uint8)]
+    short = app._gpu_duration(None, frame480, None, settings(num_frames=17, steps=8))
+    long = app._gpu_duration(None, frame480, None, settings(num_frames=81, steps=40))
+    big = app._gpu_duration(None, frame720, None, settings(num_frames=81, steps=40, resolution="720p"))
+    assert 30 <= short < long <= big <= app.ZERO_GPU_MAX_DURATION
+    text = app.estimate_text(None, "480p", 81, 40, 5.0, 1.0, 0.1, 0.4, "quality")
+    assert "81 frames" in text and "40 steps" in text
+    assert "must be between" in app.estimate_text(None, "480p", 81, 0, 5.0, 1.0, 0.1, 0.4, "quality")
+
+
+def test_blocks_expose_exactly_the_named_endpoints(app):
+    demo = app.demo
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert {"preview_poses", "generate"} <= names
+    assert names - {"preview_poses", "generate", "load_example"} == set()

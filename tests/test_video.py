@@ -1,0 +1,275 @@
+"""Video I/O: probing, rotation, timestamp resampling, corrupt inputs, browser-playable output."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steadydancer.errors import SteadyDancerInputError
+from steadydancer.video import (
+    VideoClip, VideoFrame, VideoInfo, ffmpeg_exe, iter_video_frames, probe_video, read_video,
+    write_video,
+)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
+                   check=True, capture_output=True)
+
+
+def ffmpeg_info(path: Path) -> str:
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True).stderr.decode()
+
+
+def indexed_frames(n: int, size=(64, 48)) -> list[np.ndarray]:
+    """Frame i is flat grey 8 * i: the index survives H.264 (error << 4 levels)."""
+    w, h = size
+    return [np.full((h, w, 3), 8 * i, np.uint8) for i in range(n)]
+
+
+def decoded_index(frame: np.ndarray) -> int:
+    return int(round(float(frame[8:-8, 8:-8].mean()) / 8))
+
+
+def top_level_atoms(path: Path) -> list[str]:
+    data = path.read_bytes()
+    atoms, i = [], 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i:i + 4], "big")
+        atoms.append(data[i + 4:i + 8].decode("latin1"))
+        if size == 1:
+            size = int.from_bytes(data[i + 8:i + 16], "big")
+        if size < 8:
+            break
+        i += size
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("video")
+    out = {}
+    # 30 fps, 30 frames (1 s) whose grey level encodes the frame index.
+    out["indexed30"] = write_video(d / "indexed30.mp4", indexed_frames(30), 30)
+    # A clip with audio (tone) made by ffmpeg itself, independent of write_video.
+    out["with_audio"] = d / "with_audio.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out["with_audio"]))
+    # Variable frame rate: frames 0-9 every 1/30 s, then a 0.5 s gap, then 10 more.
+    out["vfr"] = d / "vfr.mp4"
+    vfr_src = d / "vfr_src.mp4"
+    write_video(vfr_src, indexed_frames(20), 30)
+    ffmpeg("-i", str(vfr_src), "-vf", "setpts='(N/30+gte(N,10)*0.5)/TB'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", str(out["vfr"]))
+    # Phone-style rotation: coded 64x32 landscape, displayed portrait; red block top-left.
+    marked = np.zeros((32, 64, 3), np.uint8)
+    marked[:8, :8] = (255, 0, 0)
+    plain = write_video(d / "plain.mp4", [marked] * 4, 16)
+    out["rotated"] = d / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(out["rotated"]))
+    out["one_frame"] = write_video(d / "one.mp4", indexed_frames(1), 16)
+    # Broken inputs.
+    out["text"] = d / "notes.mp4"
+    out["text"].write_text("this is not a video\n")
+    out["empty"] = d / "empty.mp4"
+    out["empty"].write_bytes(b"")
+    out["audio_only"] = d / "tone.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", str(out["audio_only"]))
+    # Valid header (moov first), but every sample byte zeroed: no frame decodes.
+    data = bytearray(write_video(d / "good.mp4", indexed_frames(10), 16).read_bytes())
+    mdat = data.find(b"mdat")
+    data[mdat + 4:] = bytes(len(data) - mdat - 4)
+    out["no_frames"] = d / "no_frames.mp4"
+    out["no_frames"].write_bytes(bytes(data))
+    return out
+
+
+# -- probing --------------------------------------------------------------------------------------
+
+
+def test_probe_reports_stream_facts(media):
+    info = probe_video(media["with_audio"])
+    assert isinstance(info, VideoInfo)
+    assert (info.width, info.height, info.rotation) == (160, 120, 0)
+    assert info.fps == pytest.approx(25)
+    assert info.duration == pytest.approx(2.0, abs=0.05)
+    assert info.num_frames == 50
+    assert info.has_audio and info.codec == "h264"
+    assert not probe_video(media["indexed30"]).has_audio
+    assert probe_video(media["indexed30"], count_frames=True).num_frames == 30
+
+
+def test_rotation_is_reported_and_applied(media):
+    info = probe_video(media["rotated"])
+    assert info.rotation == 90
+    assert (info.width, info.height) == (32, 64)  # display size, not coded size
+    clip = read_video(media["rotated"], fps=0)
+    assert clip.frames.shape[1:] == (64, 32, 3)
+    red = np.argwhere(clip.frames[0][..., 0] > 128)
+    # Counter-clockwise 90 degrees: the coded top-left block is shown bottom-left.
+    assert red[:, 0].min() >= 56 and red[:, 1].max() <= 7
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def nearest_rule(source_times: np.ndarray, fps: float, end: float) -> list[int]:
+    out, k = [], 0
+    while k / fps < end - 1e-9:
+        d = np.abs(source_times - k / fps)
+        out.append(int(np.flatnonzero(d <= d.min() + 1e-9)[0]))  # tie -> earlier frame
+        k += 1
+    return out
+
+
+def test_resampling_picks_nearest_source_frame(media):
+    frames = list(iter_video_frames(media["indexed30"], fps=16))
+    assert all(isinstance(f, VideoFrame) for f in frames)
+    got = [decoded_index(f.frame) for f in frames]
+    expected = nearest_rule(np.arange(30) / 30, 16, 1.0)
+    assert len(expected) == 16
+    assert got == expected
+    assert [f.index for f in frames] == list(range(16))
+    np.testing.assert_allclose([f.time for f in frames], np.array(expected) / 30, atol=1e-6)
+
+
+def test_fps_zero_keeps_every_frame_and_upsampling_repeats(media):
+    assert [decoded_index(f.frame) for f in iter_video_frames(media["indexed30"], fps=0)] == list(range(30))
+    up = [decoded_index(f.frame) for f in iter_video_frames(media["indexed30"], fps=60)]
+    assert up == nearest_rule(np.arange(30) / 30, 60, 1.0)
+    assert len(up) == 60
+
+
+def test_resampling_follows_timestamps_of_variable_frame_rate(media):
+    clip = read_video(media["vfr"], fps=10)
+    src = np.concatenate([np.arange(10) / 30, np.arange(10, 20) / 30 + 0.5])
+    end = src[-1] + 1 / 30
+    expected = nearest_rule(src, 10, end)
+    assert [decoded_index(f) for f in clip.frames] == expected
+    assert len(clip) == len(expected) == 12  # 1.17 s of video; by frame count it would be 7
+
+
+def test_max_side_max_frames_and_progress(media):
+    calls = []
+    clip = read_video(media["with_audio"], fps=16, max_side=80, max_frames=5,
+                      progress=lambda frac, msg: calls.append((frac, msg)))
+    assert isinstance(clip, VideoClip)
+    assert clip.frames.shape == (5, 60, 80, 3) and clip.frames.dtype == np.uint8
+    assert clip.fps == 16 and clip.info.width == 160
+    assert len(calls) == 5
+    fracs = [c[0] for c in calls]
+    assert fracs == sorted(fracs) and 0 <= fracs[0] and fracs[-1] <= 1
+    full = read_video(media["with_audio"], fps=16)
+    assert len(full) == 32 and full.frames.shape[1:] == (120, 160, 3)
+
+
+def test_min_frames_and_max_duration(media):
+    assert len(read_video(media["one_frame"])) == 1
+    with pytest.raises(SteadyDancerInputError, match="only 1 frame.*at least 2"):
+        read_video(media["one_frame"], min_frames=2)
+    with pytest.raises(SteadyDancerInputError, match=r"2\.0 s long.*limit is 1 s.*Trim"):
+        read_video(media["with_audio"], max_duration=1)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("text", "not a video file"),
+    ("empty", "empty"),
+    ("audio_only", "no video"),
+    ("no_frames", "no video frames"),
+])
+def test_broken_inputs_raise_a_helpful_error(media, name, why):
+    with pytest.raises(SteadyDancerInputError) as err:
+        read_video(media[name])
+    message = str(err.value)
+    assert why in message and "H.264 .mp4" in message and media[name].name in message
+
+
+def test_a_still_image_is_not_a_video(tmp_path, astronaut_path):
+    with pytest.raises(SteadyDancerInputError, match="still image, not a video"):
+        read_video(astronaut_path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SteadyDancerInputError, match="not found"):
+        probe_video(tmp_path / "nope.mp4")
+
+
+def test_closing_the_iterator_early_stops_ffmpeg(media):
+    it = iter_video_frames(media["with_audio"], fps=0)
+    next(it)
+    it.close()  # must not hang or leave a process behind (the finally block kills it)
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def test_write_video_is_browser_playable(tmp_path):
+    frames = (f for f in indexed_frames(21, size=(75, 51)))  # a generator: streamed; odd sides
+    path = write_video(tmp_path / "out.mp4", frames, 16, crf=18, preset="fast")
+    info_text = ffmpeg_info(path)
+    assert re.search(r"Video: h264 \(High\).*yuv420p\(tv, bt709", info_text)
+    info = probe_video(path, count_frames=True)
+    assert (info.width, info.height) == (74, 50)  # cropped by one pixel to even sides
+    assert info.num_frames == 21 and info.fps == 16 and not info.has_audio
+    atoms = top_level_atoms(path)
+    assert atoms.index("moov") < atoms.index("mdat")  # +faststart
+    clip = read_video(path, fps=0)
+    assert [decoded_index(f) for f in clip.frames] == list(range(21))
+
+
+def test_write_video_colours_round_trip(tmp_path):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (153, 0, 0), (255, 255, 255), (128, 128, 128)]
+    frame = np.zeros((96, 32, 3), np.uint8)
+    for i, c in enumerate(colours):
+        frame[16 * i:16 * (i + 1)] = c
+    clip = read_video(write_video(tmp_path / "c.mp4", [frame] * 3, 16), fps=0)
+    for i, c in enumerate(colours):
+        np.testing.assert_allclose(clip.frames[0][16 * i + 8, 16], c, atol=4)
+
+
+def test_write_video_with_audio_trimmed_to_video(media, tmp_path):
+    path = write_video(tmp_path / "a.mp4", indexed_frames(16), 16,
+                       audio_from=media["with_audio"], audio_start=0.5)
+    info = probe_video(path)
+    assert info.has_audio
+    assert info.duration == pytest.approx(1.0, abs=0.05)
+    assert "Audio: aac" in ffmpeg_info(path)
+    atoms = top_level_atoms(path)
+    assert atoms.index("moov") < atoms.index("mdat")
+    assert not list(tmp_path.glob(".*.tmp.mp4"))
+
+
+def test_write_video_skips_audio_when_source_has_none(media, tmp_path):
+    path = write_video(tmp_path / "n.mp4", indexed_frames(4), 16, audio_from=media["indexed30"])
+    assert not probe_video(path).has_audio
+
+
+def test_write_video_rejects_bad_frames(tmp_path):
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "e.mp4", [], 16)
+    with pytest.raises(ValueError, match="same size|must be"):
+        write_video(tmp_path / "s.mp4", [np.zeros((32, 32, 3), np.uint8), np.zeros((16, 32, 3), np.uint8)], 16)
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "f.mp4", [np.zeros((32, 32, 3), np.float32)], 16)
+    with pytest.raises(ValueError, match="preset"):
+        write_video(tmp_path / "p.mp4", indexed_frames(2), 16, preset="warp")
+
+
+# -- the real driving clip ---------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_driving_clip(shared_media):
+    path = shared_media / "driving_seated_gestures.mp4"
+    info = probe_video(path)
+    assert (info.width, info.height, info.fps, info.has_audio) == (720, 1280, 30, True)
+    clip = read_video(path, fps=16, max_side=512)
+    assert clip.frames.shape == (169, 512, 288, 3)  # t_k = k/16 < 10.53 s
+    assert clip.times[-1] == pytest.approx(10.5, abs=1e-6)
+    assert clip.frames.mean() > 20  # real pictures, not black frames
