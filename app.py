@@ -553,20 +553,19 @@ def _preview_key(image, source, options) -> tuple:
 
 def refresh_preview(image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
                     lead_in_frames, session=None, progress=gr.Progress()):
-    """Re-run the preview after a pose control changed -- only once a preview was made for the same
-    image and clip, so moving a slider never starts a (slow) extraction by itself."""
-    if not isinstance(session, PoseSession) or session.driving is None or session.reference is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    """Re-run the preview after a pose control changed -- only once this clip was previewed, so a
+    control never starts the detector on a clip by itself (a longer length may read more of it)."""
+    skip = (gr.skip(),) * 5
+    if not isinstance(session, PoseSession) or session.driving is None:
+        return skip
     try:
         source = resolve_driving(driving_video, motion)
         image = resolve_image(image)
         options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
     except SteadyDancerInputError:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    if session.reference[0] != _file_key(image) or session.driving[0][0] != source.key:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    if session.last_preview_key == _preview_key(image, source, options):
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return skip  # the user is still filling the inputs; Preview will say what is missing
+    if session.driving[0][0] != source.key or session.last_preview_key == _preview_key(image, source, options):
+        return skip
     return preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
                          lead_in_frames, session, progress)
 

@@ -115,9 +115,37 @@ def run_pose(args) -> int:
 
 
 def run_generate(args) -> int:
-    from .generate_cli import generate_from_args
+    from .constants import DEFAULT_PROMPT, MODEL_FPS, RESOLUTION_AREAS, size_for_area
+    from .generation import check_model, generate_video, load_pipeline
+    from .pose.path import render_conditions, run_pose_path
+    from .video import write_video
 
-    return generate_from_args(args, _pose_options(args), _Progress())
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise SteadyDancerInputError(f"--out must be an .mp4 file, got {out.name}")
+    progress = _Progress()
+    # Fail before the (minutes-long) pose path when the weights or the GPU are not there.
+    check_model(args.model, device=args.device, offline=args.offline or None)
+    options = _pose_options(args)
+    poses = run_pose_path(args.image, args.video, options, progress=lambda f, m: progress(0.1 * f, m))
+    max_area = RESOLUTION_AREAS[args.resolution]
+    size = size_for_area(*poses.reference.size, max_area)
+    positive, negative = render_conditions(poses.reference, poses.aligned, options, size=size)
+    progress(0.1, f"loading the model ({args.preset})")
+    pipe = load_pipeline(args.model, preset=args.preset, device=args.device, offline=args.offline or None)
+    frames = generate_video(
+        pipe, poses.reference.image, positive, negative,
+        prompt=args.prompt or DEFAULT_PROMPT, negative_prompt=args.negative_prompt,
+        num_frames=args.frames, steps=args.steps, guidance_scale=args.guidance,
+        condition_guidance_scale=args.condition_guidance, shift=args.shift, seed=args.seed,
+        max_area=max_area, progress=lambda f, m: progress(0.15 + 0.85 * f, m),
+    )
+    # The driving clip's sound fits only when the video starts with the clip (no lead-in).
+    audio = None if args.no_audio or options.lead_in_frames else poses.driving.video
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_video(out, frames, MODEL_FPS if options.fps <= 0 else options.fps, audio_from=audio)
+    progress.done(f"{len(frames)} frames written to {out}")
+    return 0
 
 
 def main(argv=None) -> int:

@@ -44,3 +44,12 @@ def size_for_area(width: int, height: int, max_area: int = DEFAULT_MAX_AREA,
     h = int(math.sqrt(max_area * aspect) // multiple) * multiple
     w = int(math.sqrt(max_area / aspect) // multiple) * multiple
     return max(w, multiple), max(h, multiple)
+
+#: Max areas of the resolution presets: the official 1024*576 ("720p" class) and Wan's 832*480.
+RESOLUTION_AREAS = {"720p": 1024 * 576, "480p": 832 * 480}
+
+#: The prompt used when the user gives none: it describes what every SteadyDancer video is.
+DEFAULT_PROMPT = (
+    "A person dancing naturally and smoothly in place, full of energy, the same person, clothes and "
+    "background as in the photo, stable camera, realistic lighting, high quality, sharp details."
+)

@@ -127,6 +127,8 @@ def _image_to_tensor(image) -> torch.Tensor:
         raise SteadyDancerInputError(
             f"Images must be RGB uint8 arrays of shape H x W x 3 (or PIL images); got {array.dtype} {array.shape}."
         )
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch wants writable memory
+        array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 

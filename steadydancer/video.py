@@ -435,6 +435,8 @@ def iter_video_frames(
         if proc.stdout:
             proc.stdout.close()
         log.join(timeout=5)
+        if proc.stderr and not log.is_alive():
+            proc.stderr.close()
 
 
 def _iter_source_frames(proc, log: _StderrReader, path: Path) -> Iterator[tuple[float, np.ndarray, float]]:

@@ -115,6 +115,13 @@ def test_refresh_runs_only_after_a_preview_and_for_the_same_inputs(app, astronau
     out = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session,
                               progress=None)
     assert Path(out[0]).is_file() and session.runs["extract"] == extracted
+    again = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session,
+                                progress=None)
+    assert all(isinstance(v, type(gr.skip())) for v in again)  # nothing changed: nothing to do
+
+    other = app.refresh_preview(str(astronaut_path), str(REPO_ROOT / "missing.mp4"), "", 17, 0.1, True, "robust",
+                                -1, 0, session, progress=None)
+    assert all(isinstance(v, type(gr.skip())) for v in other)  # another clip waits for Preview
 
 
 def test_project_motion_uses_its_poses_without_the_detector(app, astronaut_path, tmp_path, monkeypatch):
@@ -295,9 +302,11 @@ def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, pr
     assert session.runs["extract"] == extracted  # the previewed poses were reused
     assert "Generate: ready" in app.runtime_status()
 
-    # Same seed, same video; a randomised seed is reported.
+    # Same seed, same video (each run replaces the session's previous output folder: Gradio has
+    # copied the files to its cache by then); a randomised seed is reported.
+    first = _first_frame(video)
     again = run_generate(app, astronaut_path, person_clip, session)
-    assert np.array_equal(_first_frame(again[0]), _first_frame(video))
+    assert not Path(video).exists() and np.array_equal(_first_frame(again[0]), first)
     randomised = run_generate(app, astronaut_path, person_clip, session, randomize_seed=True)
     assert randomised[3]["seed"] == randomised[2] and 0 <= randomised[2] <= app.MAX_SEED
 

@@ -77,7 +77,7 @@ VIDEO_DETECT_MAX_SIDE = 640
 #: Longer side for the single character image (speed does not matter there; detail does).
 IMAGE_DETECT_MAX_SIDE = 1280
 #: Frames a segment after the first is started early with, to settle tracking at the seam.
-WARMUP_FRAMES = 8
+WARMUP_FRAMES = 16
 #: A clip is split over workers only if every segment gets at least this many frames.
 MIN_SEGMENT_FRAMES = 32
 #: Decoded frames waiting for a detector are held in memory up to about this many bytes.
