@@ -67,9 +67,6 @@ ASSETS_DIR = ROOT / "assets"
 # Configuration and limits
 # ---------------------------------------------------------------------------------------------
 
-#: Model used when neither --model nor STEADYDANCER_MODEL says otherwise.
-DEFAULT_MODEL = "MCG-NJU/SteadyDancer-14B"
-
 #: Upload limit (Gradio refuses bigger files before they reach the app).
 MAX_UPLOAD_SIZE = "200mb"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -128,16 +125,18 @@ def _on_zero_gpu() -> bool:
 class AppConfig:
     """Where the weights come from and where files go (command line > environment > default)."""
 
-    model: str = DEFAULT_MODEL
+    model: str  #: a folder or a Hub repo id (steadydancer.generation.default_model())
     offline: bool = False
     device: Optional[str] = None  #: None: cuda when available, else cpu
     tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "steadydancer-app")
 
     @classmethod
     def from_env(cls) -> "AppConfig":
+        from steadydancer.generation import default_model
+
         tmp = os.environ.get("STEADYDANCER_APP_TMP")
         return cls(
-            model=os.environ.get("STEADYDANCER_MODEL") or DEFAULT_MODEL,
+            model=default_model(),  # $STEADYDANCER_MODEL, else the official repo id
             offline=_env_flag("STEADYDANCER_OFFLINE") or _env_flag("HF_HUB_OFFLINE"),
             device=os.environ.get("STEADYDANCER_DEVICE") or None,
             **({"tmp_root": Path(tmp)} if tmp else {}),
@@ -206,21 +205,22 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except SteadyDancerInputError as exc:
-            raise gr.Error(str(exc), title="Please check the input") from exc
+            raise gr.Error(str(exc), title="Please check the input", print_exception=False) from exc
         except MissingWeightsError as exc:
-            raise gr.Error(str(exc), title="Generation is not available here") from exc
+            raise gr.Error(str(exc), title="Generation is not available here", print_exception=False) from exc
         except GenerationCancelled as exc:
-            raise gr.Error("Generation cancelled.", title="Cancelled") from exc
+            raise gr.Error("Generation cancelled.", title="Cancelled", print_exception=False) from exc
         except MemoryError as exc:
             raise gr.Error("Out of memory. Try a lower resolution, fewer frames or the low-VRAM preset.",
-                           title="Out of memory") from exc
+                           title="Out of memory", print_exception=False) from exc
         except Exception as exc:  # a bug: keep the traceback for the log, show a short message
             if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
                 raise gr.Error("The GPU ran out of memory. Try 480p, fewer frames or the low-VRAM "
-                               "preset.", title="Out of GPU memory") from exc
+                               "preset.", title="Out of GPU memory", print_exception=False) from exc
             log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
             raise gr.Error(f"Something went wrong ({type(exc).__name__}: {exc}). This is a bug in the "
-                           "app; the server log has the details.", title="Unexpected error") from exc
+                           "app; the server log has the details.", title="Unexpected error",
+                           print_exception=False) from exc
 
     return wrapper
 
@@ -349,7 +349,8 @@ def resolve_driving(driving_video, motion: str | None) -> DrivingSource:
         return DrivingSource(path=entry["poses"], video=entry["video"], key=("motion", motion,
                              _file_key(entry["poses"])), label=_motion_label(motion))
     if driving_video is None or (isinstance(driving_video, str) and not driving_video.strip()):
-        raise SteadyDancerInputError("Add a driving video (one person dancing), or choose one of the project's motions.")
+        raise SteadyDancerInputError(
+            "Add a driving video (one person dancing), or choose one of the project's motions.")
     if isinstance(driving_video, dict):  # {"video": path, "subtitles": ...} from some clients
         driving_video = driving_video.get("video") or driving_video.get("path")
     path = Path(driving_video)
@@ -494,8 +495,10 @@ def repair_summary(result: PosePathResult, source: DrivingSource) -> str:
             frames = f"{len(frames)} frames"
         align += f", proportions from frame(s) {frames}"
     lines.append(align + ".")
-    for note in getattr(info, "notes", None) or []:
-        lines.append(f"- {note}")
+    notes = list(getattr(info, "notes", None) or [])
+    if notes:
+        items = "\n".join(f"- {note}" for note in notes)
+        lines.append(f"<details><summary>Alignment notes ({len(notes)})</summary>\n\n{items}\n</details>")
     if result.aligned.lead_in_frames:
         lines.append(f"**Lead-in:** {result.aligned.lead_in_frames} frames from the character's own pose.")
     return "\n\n".join(lines)
@@ -749,6 +752,7 @@ def _gpu_duration(reference_image, positive, negative, settings: GenerationSetti
 
 
 @spaces.GPU(duration=_gpu_duration, size=ZERO_GPU_SIZE)
+@user_errors  # inside the GPU worker too: ZeroGPU forwards a gr.Error's message, not other exceptions
 def run_generation(reference_image, positive, negative, settings: GenerationSettings, progress=None,
                    cancel: Optional[threading.Event] = None) -> list[np.ndarray]:
     """The GPU part: encode, denoise, decode. Inputs are plain data (PIL image, uint8 frames, a
@@ -761,6 +765,8 @@ def run_generation(reference_image, positive, negative, settings: GenerationSett
     def on_progress(fraction: float, message: str) -> None:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled()
+        if message.startswith("Denoising") and fraction >= 0.95 - 1e-6:
+            message = "Decoding the video"  # the last step is done; the VAE decode comes next
         bar(fraction, message)
 
     with _GPU_LOCK:
@@ -820,6 +826,8 @@ def generate(image, driving_video, motion, prompt, negative_prompt, resolution, 
             f"{ZERO_GPU_MAX_DURATION} s per call. Use fewer frames, fewer steps, 480p or the fast preset.")
     gr.Info(f"Generating {num_frames} frames at {width}×{height}: about {_format_seconds(estimate)} of GPU time.")
 
+    if session.cancel.is_set():  # Cancel was pressed while the poses were being prepared
+        raise GenerationCancelled()
     started = time.time()
     frames = run_generation(ref, positive, negative, settings, progress=progress,
                             cancel=None if ZERO_GPU else session.cancel)
@@ -885,7 +893,7 @@ def estimate_text(image, resolution, num_frames, steps, guidance_scale, conditio
                                        condition_guidance_scale, condition_window_start, condition_window_end,
                                        3.0, 0, False, preset)
     except SteadyDancerInputError as exc:
-        return f"⚠️ {exc}"
+        return f"**Check the settings:** {exc}"
     w, h = 832, 480
     if image:
         try:
@@ -904,13 +912,13 @@ def estimate_text(image, resolution, num_frames, steps, guidance_scale, conditio
         return ""
     n = settings.num_frames
     where = "ZeroGPU" if ZERO_GPU else "an H200-class GPU"
-    text = (f"⏱️ {n} frames ({n / MODEL_FPS:.1f} s) at {w}×{h}, {settings.steps} steps: "
-            f"about **{_format_seconds(seconds)}** of GPU time on {where}")
+    text = (f"Estimated GPU time: **{_format_seconds(seconds)}** on {where} for {n} frames "
+            f"({n / MODEL_FPS:.1f} s) at {w}×{h}, {settings.steps} steps")
     if ZERO_GPU:
         duration = _duration_for(settings, w, h)
         if duration > ZERO_GPU_MAX_DURATION:
-            return text + (f". ⚠️ More than ZeroGPU's {ZERO_GPU_MAX_DURATION} s per call: use fewer frames or "
-                           "steps, 480p or the fast preset.")
+            return text + (f". **Too long:** more than ZeroGPU's {ZERO_GPU_MAX_DURATION} s per call: use fewer "
+                           "frames or steps, 480p or the fast preset.")
         text += f" (requests {duration} s)"
     return text + "."
 
@@ -921,15 +929,21 @@ def estimate_text(image, resolution, num_frames, steps, guidance_scale, conditio
 
 
 def runtime_status() -> str:
-    """One line: where generation would run, and whether it can."""
+    """Markdown: where generation would run and whether it can (the details folded away)."""
+    head = "**Preview poses:** ready (CPU) · **Generate:** "
     try:
         check_runtime()
-        gen = f"Generate: ready on **{_device()}** with `{CONFIG.model}`."
     except MissingWeightsError as exc:
-        gen = f"Generate: unavailable — {exc}"
+        first, _, rest = str(exc).partition("\n")
+        text = f"{head}unavailable here — {first}"
+        if rest.strip():
+            text += f"\n\n<details><summary>What to do</summary>\n\n```text\n{rest.strip()}\n```\n</details>"
+        return text
     except Exception as exc:  # never break the page over the status line
-        gen = f"Generate: unknown ({type(exc).__name__})."
-    return f"Preview poses: ready (CPU). {gen}"
+        log.warning("runtime check failed: %s", exc)
+        return f"{head}unknown ({type(exc).__name__}: {exc})"
+    where = "ZeroGPU" if ZERO_GPU else f"`{_device()}`"
+    return f"{head}ready on {where} with `{CONFIG.model}`"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -937,21 +951,25 @@ def runtime_status() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class CharacterImage(gr.Image):
-    """gr.Image whose unreadable uploads become a readable gr.Error (Gradio's own preprocessing
-    opens the file before the event function runs). Same front end as gr.Image."""
+def readable_image_errors(component: gr.Image) -> gr.Image:
+    """Make an unreadable upload in ``component`` a readable gr.Error: Gradio's own preprocessing
+    opens the file before the event function runs. (Wrapping the instance, not subclassing:
+    Gradio writes a .pyi stub next to the module of every Component subclass.)"""
+    preprocess = component.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
+    def checked(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except Exception as exc:
             name = getattr(payload, "orig_name", None) or "The character image"
             raise gr.Error(f"{name} could not be read as an image ({type(exc).__name__}). Use a PNG, JPEG or "
-                           "WebP photo of one person.", title="Please check the input") from exc
+                           "WebP photo of one person.", title="Please check the input",
+                           print_exception=False) from exc
+
+    component.preprocess = checked
+    return component
 
 
 THEME = gr.themes.Soft(
@@ -987,8 +1005,9 @@ def build_demo() -> gr.Blocks:
 
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=280):
-                image = CharacterImage(label="1 · Character", type="filepath", image_mode=None,
-                                       sources=["upload", "clipboard"], height=360, elem_id="character")
+                image = readable_image_errors(gr.Image(
+                    label="1 · Character", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    height=360, elem_id="character"))
             with gr.Column(scale=4, min_width=280):
                 driving = gr.Video(label="2 · Driving motion", sources=["upload"], height=300,
                                    elem_id="driving", loop=True)
@@ -1031,8 +1050,10 @@ def build_demo() -> gr.Blocks:
                         condition_guidance = gr.Slider(0, 3, value=defaults[2], step=0.05,
                                                        label="Condition guidance (pose)")
                     with gr.Row():
-                        window_start = gr.Slider(0, 1, value=0.1, step=0.05, label="Condition window from")
-                        window_end = gr.Slider(0, 1, value=0.4, step=0.05, label="… to (fraction of steps)")
+                        window_start = gr.Slider(0, 1, value=0.1, step=0.05, label="Condition window start",
+                                                 info="Fraction of the steps")
+                        window_end = gr.Slider(0, 1, value=0.4, step=0.05, label="Condition window end",
+                                               info="with the negative-pose pass")
                     with gr.Row():
                         seed = gr.Number(value=42, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                         randomize = gr.Checkbox(value=True, label="Randomise seed")
@@ -1045,7 +1066,7 @@ def build_demo() -> gr.Blocks:
 
         with gr.Tabs(selected="preview") as tabs:
             with gr.Tab("Pose preview", id="preview"):
-                preview_video = gr.Video(label="Driving | extracted | aligned over the character",
+                preview_video = gr.Video(label="Driving | extracted | aligned over the character", show_label=False,
                                          elem_id="preview-video", autoplay=True, loop=True, interactive=False,
                                          height=420)
                 with gr.Row():
@@ -1053,9 +1074,9 @@ def build_demo() -> gr.Blocks:
                                           interactive=False, height=320)
                     with gr.Column():
                         report = gr.Markdown("Preview the poses to see what was extracted and repaired.",
-                                             elem_id="repair-report")
+                                             label="Report", elem_id="repair-report")
                         poses_file = gr.File(label="poses.json (reusable with any character)",
-                                             interactive=False)
+                                             interactive=False, height=110)
             with gr.Tab("Result", id="result"):
                 with gr.Row():
                     result_video = gr.Video(label="SteadyDancer", elem_id="result-video", autoplay=True,
@@ -1103,7 +1124,9 @@ def build_demo() -> gr.Blocks:
                                        api_visibility="private").then(
             generate, gen_inputs, [result_video, comparison_video, seed_used, settings_used, session],
             api_name="generate", concurrency_limit=1, concurrency_id="gpu")
-        cancel_btn.click(cancel_generation, [session], None, cancels=[gen_event], queue=False,
+        # Gradio's `cancels` drops a queued or streaming event; a running step loop is stopped by
+        # the session's flag, checked at every denoising step (run_generation).
+        cancel_btn.click(cancel_generation, [session], None, cancels=[gen_event], concurrency_limit=None,
                          api_visibility="private")
 
         # Choosing a project motion shows its clip; uploading a clip deselects the motion.

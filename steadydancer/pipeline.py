@@ -24,7 +24,9 @@ the first-frame slot the model was trained with) on the frame of window ``k`` wh
 repainted at a window start; it stays in the identity inputs that do not touch the timeline
 (``ref_x`` and the CLIP tokens, plus ``ref_c``/its pose). The overlapping frames are cross-faded, and
 each new window's colours are matched to the previous one over the overlap (per-channel mean and
-spread), which removes the seam jumps and slow tint drift that repeated VAE round trips cause.
+spread): no colour step at the seams, and the tint a decode -> encode round trip of the
+continuation frame can introduce is pulled back to the previous window's instead of accumulating
+unchecked. (Not verified on the real model here: no GPU, random tiny weights.)
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ DEFAULT_SHIFT = 5.0
 #: Wan's advice for 480p (832*480 and smaller): shift 3.0.
 SHIFT_480P = 3.0
 AREA_480P = 832 * 480
-#: One window is what the model was trained on (81 frames = 5 s at 16 fps).
+#: The official generator's clip length (81 frames = 5 s at 16 fps) is the default window.
 DEFAULT_WINDOW_FRAMES = 81
 DEFAULT_WINDOW_OVERLAP = 5
 
@@ -304,6 +306,25 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._num_windows = 1
         self._interrupt = False
         self._attention_kwargs = None
+        self._call_cache: dict[str, Any] | None = None
+
+    def _device_of(self, component: str) -> torch.device:
+        """Where ``component``'s inputs must go (offloading-aware). Finding it walks every submodule,
+        so ``__call__`` caches it for the duration of a call (placement does not change mid-call)."""
+        if self._call_cache is None:
+            return get_module_execution_device(getattr(self, component))
+        if component not in self._call_cache:
+            self._call_cache[component] = get_module_execution_device(getattr(self, component))
+        return self._call_cache[component]
+
+    def _dtype_of(self, component: str) -> torch.dtype:
+        """``component.dtype`` (the compute dtype under layerwise casting), cached like :meth:`_device_of`."""
+        if self._call_cache is None:
+            return getattr(self, component).dtype
+        key = f"{component}.dtype"
+        if key not in self._call_cache:
+            self._call_cache[key] = getattr(self, component).dtype
+        return self._call_cache[key]
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -354,7 +375,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         )
         ids, mask = text_inputs.input_ids, text_inputs.attention_mask
         seq_lens = mask.gt(0).sum(dim=1).long()
-        encoder_device = get_module_execution_device(self.text_encoder)
+        encoder_device = self._device_of("text_encoder")
         hidden = self.text_encoder(ids.to(encoder_device), mask.to(encoder_device)).last_hidden_state
         hidden = hidden.to(device=device, dtype=dtype)
         # Keep the real tokens, zero the padding (official: trim, the model zero-pads to text_len).
@@ -399,7 +420,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         pixels = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False)
         pixels = pixels * 0.5 + 0.5
         pixels = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-        encoder_device = get_module_execution_device(self.image_encoder)
+        encoder_device = self._device_of("image_encoder")
         pixels = pixels.to(device=encoder_device, dtype=self.image_encoder.dtype)
         hidden_states = self.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
         return hidden_states[-2].to(device)
@@ -414,18 +435,18 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         r"""Normalised VAE latents (float32 ``[B, 16, f, h, w]``) of ``video`` ``[B, 3, F, H, W]`` in
         [-1, 1]: the posterior mean, ``(z - mean) / std`` per channel (the Wan way)."""
         device = device or self._execution_device
-        vae_device = get_module_execution_device(self.vae)
-        posterior = self.vae.encode(video.to(device=vae_device, dtype=self.vae.dtype)).latent_dist
+        vae_device = self._device_of("vae")
+        posterior = self.vae.encode(video.to(device=vae_device, dtype=self._dtype_of("vae"))).latent_dist
         latents = posterior.mode().float().to(device)
         mean, std = self._latents_mean_std(device)
         return (latents - mean) * (1.0 / std)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         r"""Pixels ``[B, 3, F, H, W]`` in about [-1, 1] (float32, on the CPU) of normalised latents."""
-        vae_device = get_module_execution_device(self.vae)
+        vae_device = self._device_of("vae")
         mean, std = self._latents_mean_std(vae_device)
         latents = latents.to(device=vae_device, dtype=torch.float32) / (1.0 / std) + mean
-        video = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
+        video = self.vae.decode(latents.to(self._dtype_of("vae")), return_dict=False)[0]
         return video.float().cpu()
 
     # ----------------------------------------------------------------------------- conditioning
@@ -578,6 +599,21 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         Returns:
             [`SteadyDancerPipelineOutput`] or a tuple ``(frames,)``.
         """
+        arguments = dict(locals())
+        del arguments["self"]
+        self._call_cache = {}  # execution devices and dtypes, looked up once per call
+        try:
+            return self._generate(**arguments)
+        finally:
+            self._call_cache = None
+
+    def _generate(
+        self, *, image, pose_video, negative_pose_video, prompt, negative_prompt, height, width, max_area, num_frames,
+        num_inference_steps, guidance_scale, condition_guidance_scale, condition_guidance_window, shift, solver,
+        window_frames, window_overlap, window_color_match, batch_guidance_passes, generator, latents, prompt_embeds,
+        negative_prompt_embeds, output_type, return_dict, attention_kwargs, callback_on_step_end,
+        callback_on_step_end_tensor_inputs, max_sequence_length,
+    ):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if isinstance(generator, list):
@@ -621,7 +657,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         self._num_windows = len(windows)
         batch_passes = self.batch_guidance_passes if batch_guidance_passes is None else batch_guidance_passes
         device = self._execution_device
-        transformer_dtype = self.transformer.dtype
+        transformer_dtype = self._dtype_of("transformer")
         do_text_guidance = guidance_scale != 1.0
         use_condition_guidance = negative is not None and condition_guidance_scale != 0.0
         if negative is None and condition_guidance_scale != 0.0:
@@ -725,6 +761,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     attention_kwargs=attention_kwargs,
                     on_step_end=on_step_end,
                     should_stop=lambda: self.interrupt,
+                    dtype=transformer_dtype,
                 )
                 self._current_timestep = None
                 del inputs
@@ -745,6 +782,8 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     emitted.append(_postprocess(video[:, : length - keep], output_type))
                 tail = None if is_last else video[:, length - keep :].clone()
 
+        if tail is not None:  # interrupted between windows: the held-back overlap frames are still output
+            emitted.append(_postprocess(tail, output_type))
         self._current_timestep = None
         self.maybe_free_model_hooks()
 

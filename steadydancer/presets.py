@@ -4,23 +4,21 @@ A preset is two things: how the weights sit in memory (dtype, fp8 storage, offlo
 guidance passes batched or one by one) and, for ``fast``, different sampling settings with a
 step-distillation LoRA. Everything is done with diffusers' own mechanisms:
 
-==========  ===========================================================  ==========================
-preset      memory                                                       sampling
-==========  ===========================================================  ==========================
-quality     bf16 transformer + text encoder, ``enable_model_cpu_offload``  official: 40 UniPC steps,
-            (one model on the GPU at a time), passes batched               CFG 5, condition CFG 1.0
-balanced    as quality, transformer weights stored in float8_e4m3fn and  official
-            upcast to bf16 layer by layer (``enable_layerwise_casting``)
-low_vram    bf16; group offloading of every model (leaf level, CUDA      official
-            streams prefetch the next layer), VAE tiling, guidance passes
-            one at a time
-fast        as quality + the lightx2v Wan2.1-I2V 4-step distillation     4 ``lcm`` steps, CFG 1,
-            LoRA fused into the transformer                              no condition pass
-==========  ===========================================================  ==========================
+* ``quality`` -- bf16 transformer and text encoder, ``enable_model_cpu_offload`` (one model on the
+  GPU at a time), guidance passes batched; official sampling (40 UniPC steps, CFG 5, condition
+  CFG 1.0 in the 0.1-0.4 window).
+* ``balanced`` -- as quality, with the transformer's weights stored in float8_e4m3fn and upcast to
+  bf16 layer by layer (``enable_layerwise_casting``); official sampling.
+* ``low_vram`` -- bf16; group offloading of every model (leaf level; on CUDA, streams prefetch the
+  next layer during compute), VAE tiling, guidance passes one at a time; official sampling.
+* ``fast`` -- as quality, plus the lightx2v Wan2.1-I2V 4-step distillation LoRA fused into the
+  transformer; 4 ``lcm`` steps, CFG 1, no condition pass (4 transformer passes instead of 91).
 
-Approximate GPU memory for 81 frames at 1024x576 (see ``benchmarks/flops_memory.py``): quality and
-fast ~31 GB for the bf16 transformer weights + activations; balanced ~17 GB; low_vram a few GB
-of weights on the GPU at a time (plus activations, which batching the passes would triple).
+GPU memory while denoising 81 frames at 1024x576 (cost model, ``benchmarks/flops_memory.py``):
+quality ~49 GB (32.8 GB bf16 transformer + 3 batched passes of ~5.4 GB activations), balanced
+~33 GB (16.6 GB fp8), low_vram ~7 GB (about two blocks resident, one pass at a time), fast ~38 GB.
+At 480p subtract ~5-11 GB; at 720p add ~9 GB (quality). Text encoder, CLIP and VAE are off the GPU
+while the transformer runs (model / group offloading).
 
 Options on top of any preset: ``attention_backend`` (diffusers' dispatcher: ``"flash"``,
 ``"_flash_3"``, ``"sage"``, ``"xformers"``, ``"native"`` ...) and ``first_block_cache`` (diffusers'
@@ -258,6 +256,9 @@ def apply_preset(
             use_stream=accelerator,
             record_stream=accelerator,
             non_blocking=accelerator,
+            # Pin on the fly: pre-pinning every weight needs ~45 GB of page-locked RAM, which a machine
+            # short of GPU memory rarely has to spare.
+            low_cpu_mem_usage=accelerator,
         )
     elif preset.offload == "model" and _is_accelerator(device):
         pipe.enable_model_cpu_offload(device=device)

@@ -323,14 +323,17 @@ def predict_noise(
     *,
     batch_passes: bool = True,
     attention_kwargs: dict | None = None,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run the transformer for ``passes`` at ``timestep``; returns float32 predictions by pass.
 
     ``batch_passes`` stacks the passes into one call (the transformer is exact per sample); off, it
     runs them one after another (less activation memory, same numbers up to kernel rounding).
+    ``dtype``: the transformer's compute dtype (looked up when not given; the lookup walks every
+    submodule, so the loop passes it).
     """
     batch = latents.shape[0]
-    dtype = transformer.dtype
+    dtype = dtype or transformer.dtype
     if batch_passes and len(passes) > 1:
         groups = [passes]
     else:
@@ -374,18 +377,21 @@ def denoise(
     attention_kwargs: dict | None = None,
     on_step_end: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The denoising loop of one window, exactly as the official sampler (float32 latents).
 
     ``scheduler`` must already have its timesteps set (:func:`set_schedule`). ``inputs`` must be on
     the transformer's execution device and dtype. ``generator`` is handed to every scheduler step
     that takes one (UniPC draws nothing; ``lcm`` re-noises with it). ``on_step_end(i, t, latents)``
-    may return replacement latents (diffusers' ``callback_on_step_end``).
+    may return replacement latents (diffusers' ``callback_on_step_end``). ``dtype``: the
+    transformer's compute dtype if the caller knows it (saves a walk over its modules).
     """
     timesteps = scheduler.timesteps
     num_steps = len(timesteps)
     latents = latents.float()
     step_kwargs = {"generator": generator} if _step_accepts_generator(scheduler) else {}
+    dtype = dtype or transformer.dtype
     has_negative_condition = inputs.negative_pose_latents is not None
     for i, t in enumerate(timesteps):
         if should_stop is not None and should_stop():
@@ -394,7 +400,8 @@ def denoise(
             i, num_steps, guidance_scale, condition_guidance_scale, condition_window, has_negative_condition
         )
         predictions = predict_noise(
-            transformer, latents, t, inputs, passes, batch_passes=batch_passes, attention_kwargs=attention_kwargs
+            transformer, latents, t, inputs, passes, batch_passes=batch_passes, attention_kwargs=attention_kwargs,
+            dtype=dtype,
         )
         noise_pred = combine_guidance(predictions, guidance_scale, condition_guidance_scale)
         latents = scheduler.step(noise_pred, t, latents, return_dict=False, **step_kwargs)[0].float()

@@ -76,34 +76,43 @@ def test_preview_writes_videos_report_and_poses(app, previewed):
     assert dict(session.runs) == {"reference": 1, "extract": 1, "clean": 1, "align": 1}
 
 
+def poses(app, session, image, video, **changes):
+    """compute_poses alone (no videos written): what the cache re-runs."""
+    kw = {**POSE, **changes}
+    options = app.pose_options(kw["num_frames"], kw["smooth"], kw["repair"], kw["align_mode"],
+                               kw["alignment_frame"], kw["lead_in_frames"])
+    return app.compute_poses(session, str(image), app.resolve_driving(str(video), ""), options)
+
+
 def test_controls_rerun_only_the_stages_they_affect(app, astronaut_path, person_clip, previewed, tmp_path):
     session = previewed[-1]
     runs = session.runs
 
-    preview(app, astronaut_path, person_clip, session, smooth=0.6)
+    poses(app, session, astronaut_path, person_clip, smooth=0.6)
     assert (runs["reference"], runs["extract"], runs["clean"], runs["align"]) == (1, 1, 2, 2)
 
-    preview(app, astronaut_path, person_clip, session, smooth=0.6, align_mode="official")
+    poses(app, session, astronaut_path, person_clip, smooth=0.6, align_mode="official")
     assert (runs["reference"], runs["extract"], runs["clean"], runs["align"]) == (1, 1, 2, 3)
 
     # Lead-in and a shorter length cut what was read and cleaned: only the alignment re-runs.
-    preview(app, astronaut_path, person_clip, session, smooth=0.6, align_mode="official", lead_in_frames=4)
+    result = poses(app, session, astronaut_path, person_clip, smooth=0.6, align_mode="official", lead_in_frames=4)
     assert (runs["extract"], runs["clean"], runs["align"]) == (1, 2, 4)
-    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=9)
-    assert (runs["extract"], runs["clean"], runs["align"]) == (1, 2, 5) and "9 frames" in out[2]
+    assert len(result.cleaned.poses) == 13 and len(result.aligned.positive) == 17
+    result = poses(app, session, astronaut_path, person_clip, smooth=0.6, num_frames=9)
+    assert (runs["extract"], runs["clean"], runs["align"]) == (1, 2, 5) and len(result.aligned.positive) == 9
 
     # Longer than what was read (17): read again; the clip has only 24 frames, so a still longer
     # length finds it all there already.
-    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=33)
-    assert (runs["extract"], runs["clean"]) == (2, 3) and "24 frames" in out[2]
-    out = preview(app, astronaut_path, person_clip, session, smooth=0.6, num_frames=41)
-    assert (runs["extract"], runs["clean"]) == (2, 3) and "24 frames" in out[2]
+    result = poses(app, session, astronaut_path, person_clip, smooth=0.6, num_frames=33)
+    assert (runs["extract"], runs["clean"]) == (2, 3) and len(result.cleaned.poses) == 24
+    result = poses(app, session, astronaut_path, person_clip, smooth=0.6, num_frames=41)
+    assert (runs["extract"], runs["clean"]) == (2, 3) and len(result.cleaned.poses) == 24
 
     # A new image re-detects the character only.
     flipped = tmp_path / "flipped.png"
     Image.open(astronaut_path).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
-    preview(app, flipped, person_clip, session)
-    assert runs["reference"] == 2 and runs["extract"] == 2
+    poses(app, session, flipped, person_clip, smooth=0.6, num_frames=41)
+    assert (runs["reference"], runs["extract"], runs["clean"]) == (2, 2, 3)
 
 
 def test_refresh_runs_only_after_a_preview_and_for_the_same_inputs(app, astronaut_path, person_clip, previewed):
@@ -240,10 +249,10 @@ def test_awkward_image_modes_are_sanitised(app, astronaut_path, person_clip, pre
         img, path = src.convert("L"), tmp_path / "grey.png"
     img.save(path)
     session = previewed[-1]
-    out = preview(app, path, person_clip, session)
-    assert Path(out[0]).is_file()
-    reference = session.reference[1]
+    reference = poses(app, session, path, person_clip).reference
     assert reference.image.mode == "RGB" and reference.pose.has_person
+    if mode == "RGBA":  # transparent pixels composited (over white), not left as hidden colour
+        assert np.asarray(reference.image)[:, :30].min() >= 250
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +278,7 @@ def test_generate_without_weights_says_what_is_missing(app, astronaut_path, pers
     with pytest.raises(gr.Error, match="weights are missing") as info:
         run_generate(app, astronaut_path, person_clip, resolution="480p")
     assert "Traceback" not in str(info.value)
-    assert "Generate: unavailable" in app.runtime_status()
+    assert "**Generate:** unavailable here — SteadyDancer weights are missing" in app.runtime_status()
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +309,7 @@ def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, pr
     assert seed == 7 and used["seed"] == 7 and used["steps"] == 2 and used["model"] == str(with_tiny_model)
     assert used["condition_window"] == [0.1, 0.4] and used["device"] == "cpu"
     assert session.runs["extract"] == extracted  # the previewed poses were reused
-    assert "Generate: ready" in app.runtime_status()
+    assert "**Generate:** ready on `cpu`" in app.runtime_status()
 
     # Same seed, same video (each run replaces the session's previous output folder: Gradio has
     # copied the files to its cache by then); a randomised seed is reported.
@@ -341,7 +350,7 @@ def test_settings_are_validated(app):
     with pytest.raises(SteadyDancerInputError, match="Resolution must be one of"):
         app.generation_settings("", "", "4k", 81, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
     s = app.generation_settings("  ", None, "480p", 80, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
-    assert s.num_frames == 77 and s.prompt == app.DEFAULT_PROMPT and s.negative_prompt == app.DEFAULT_NEGATIVE_PROMPT
+    assert s.num_frames == 77 and s.prompt == app.DEFAULT_PROMPT and s.negative_prompt == ""  # = the official one
 
 
 def test_gpu_duration_and_estimate_follow_the_work(app):
@@ -368,3 +377,71 @@ def test_blocks_expose_exactly_the_named_endpoints(app):
     names = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert {"preview_poses", "generate"} <= names
     assert names - {"preview_poses", "generate", "load_example"} == set()
+
+
+def test_sessions_have_their_own_folders_and_clean_up(app, tmp_path):
+    one, two = app.PoseSession(), app.PoseSession()
+    assert one.workdir != two.workdir and one.workdir.parent == two.workdir.parent == app.CONFIG.tmp_root
+    first = one.run_dir("preview")
+    (first / "preview.mp4").write_bytes(b"x")
+    second = one.run_dir("preview")  # a new preview replaces the previous one's files
+    assert not first.exists() and second.parent == one.workdir
+    app._delete_session(one)  # gr.State's delete callback when the session ends
+    assert not one.workdir.exists() and two.workdir.exists()
+
+    old = tmp_path / "session-old"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    fresh = tmp_path / "session-fresh"
+    fresh.mkdir()
+    app._sweep_old_sessions(tmp_path)
+    assert not old.exists() and fresh.exists()
+
+
+def test_example_motion_preview(app, astronaut_path, monkeypatch):
+    """The gr.Examples entry (cached lazily): the project's motion, its poses.json, no detector."""
+    monkeypatch.setattr(app, "DEFAULT_FRAMES", 17)  # keep the test short; the app uses 81
+    motions = app.project_motions()
+    if "dance_keyframes" not in motions:
+        pytest.skip("examples/dance_keyframes.poses.json is not there yet")
+    preview_path, pose_path, report, poses = app.preview_example(str(astronaut_path),
+                                                                 str(motions["dance_keyframes"]["video"]),
+                                                                 "dance_keyframes")
+    assert Path(preview_path).is_file() and Path(pose_path).is_file()
+    assert "Dance keyframes" in report and "17 frames" in report
+
+
+def test_zero_gpu_duration_takes_the_gpu_functions_arguments(app):
+    """spaces.GPU calls the duration function with run_generation's own arguments."""
+    import inspect
+
+    gpu = inspect.signature(app.run_generation).parameters
+    duration = inspect.signature(app._gpu_duration).parameters
+    assert list(gpu) == list(duration)
+    assert [p.default for p in gpu.values()] == [p.default for p in duration.values()]
+
+
+def test_without_cuda_a_big_model_is_refused_before_loading(app, tmp_path, tiny_model):
+    """No CUDA here and no explicit --device: the tiny model may run on the CPU, a 14B-sized one
+    (a sparse 3 GB file stands in for its weights) is refused with what to do -- never loaded."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    big = tmp_path / "big"
+    for sub in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "scheduler"):
+        (big / sub).mkdir(parents=True)
+    (big / "model_index.json").write_text("{}")
+    (big / "transformer" / "config.json").write_text("{}")
+    with open(big / "transformer" / "diffusion_pytorch_model.safetensors", "wb") as f:
+        f.truncate(3 * 1024**3)
+    saved_model, saved_device = app.CONFIG.model, app.CONFIG.device
+    try:
+        app.configure(model=str(big), device="")
+        with pytest.raises(Exception, match="No CUDA GPU was found.*its transformer weights are 3 GB"):
+            app.check_runtime()
+        assert "No CUDA GPU was found" in app.runtime_status()
+        app.configure(model=str(tiny_model))
+        app.check_runtime()  # small enough for the CPU
+    finally:
+        app.configure(model=saved_model, device=saved_device or "")

@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launch_app(tmp_path: Path, model: str | Path | None = None):
+def launch_app(tmp_path: Path, model: str | Path | None = None, **launch_overrides):
     """Launch the app's Blocks on 127.0.0.1 (a free port) with its own temp folders; yields
     (app module, demo, url) and closes the server afterwards."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path / "gradio")
@@ -49,7 +49,7 @@ def launch_app(tmp_path: Path, model: str | Path | None = None):
     demo = app.create_demo()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.LAUNCH_KWARGS)
+                **{**app.LAUNCH_KWARGS, **launch_overrides})
     try:
         yield app, demo, f"http://127.0.0.1:{port}/"
     finally:
@@ -106,7 +106,7 @@ def test_preview_poses_over_http(client, astronaut_path, person_clip):
     from steadydancer.video import probe_video
 
     preview, pose, report, poses = client.predict(
-        image=handle_file(str(astronaut_path)), driving_video={"video": handle_file(str(person_clip))},
+        image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
         **POSE_DEFAULTS, api_name="/preview_poses")
     preview_path = Path(preview["video"] if isinstance(preview, dict) else preview)
     pose_path = Path(pose["video"] if isinstance(pose, dict) else pose)
@@ -124,7 +124,7 @@ def test_generate_with_tiny_pipeline_over_http(client, astronaut_path, person_cl
     from steadydancer.video import probe_video
 
     video, comparison, seed, settings = client.predict(
-        image=handle_file(str(astronaut_path)), driving_video={"video": handle_file(str(person_clip))},
+        image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
         motion="", prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, steps=2,
         guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
         shift=3.0, seed=123, randomize_seed=False, preset="quality", smooth=0.3, repair=True,
@@ -145,7 +145,7 @@ def test_errors_arrive_as_readable_gradio_errors(client, astronaut_path, tmp_pat
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is a text file, not a video\n" * 20)
     with pytest.raises(AppError, match="Could not read video notes.mp4"):
-        client.predict(image=handle_file(str(astronaut_path)), driving_video={"video": handle_file(str(fake))},
+        client.predict(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(fake)),
                        **POSE_DEFAULTS, api_name="/preview_poses")
 
     broken = tmp_path / "broken.png"
@@ -167,9 +167,33 @@ def test_generate_without_weights_says_what_is_missing(tmp_path, astronaut_path,
     with launch_app(tmp_path) as (app, _, url):
         c = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         with pytest.raises(AppError, match="weights are missing"):
-            c.predict(image=handle_file(str(astronaut_path)), driving_video={"video": handle_file(str(person_clip))},
+            c.predict(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
                       motion="", prompt="", negative_prompt="", resolution="480p", num_frames=17, steps=4,
                       guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1,
                       condition_window_end=0.4, shift=3.0, seed=1, randomize_seed=False, preset="quality",
                       smooth=0.3, repair=True, align_mode="robust", alignment_frame=-1, lead_in_frames=0,
                       api_name="/generate")
+
+
+def test_uploads_over_the_size_limit_are_refused(tmp_path, astronaut_path, person_clip):
+    """The same launch settings with a tiny limit: Gradio refuses the upload with a clear message."""
+    from gradio_client import Client, handle_file
+
+    import app
+
+    assert app.LAUNCH_KWARGS["max_file_size"] == app.MAX_UPLOAD_SIZE
+    with launch_app(tmp_path, max_file_size="10kb") as (_, _, url):
+        c = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
+        with pytest.raises(Exception, match="(?i)file size|too large|exceed"):
+            c.predict(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
+                      **POSE_DEFAULTS, api_name="/preview_poses")
+
+
+def test_queue_is_bounded_and_generation_runs_one_at_a_time(server):
+    _, demo, _ = server
+    import app
+
+    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert fns["generate"].concurrency_limit == 1 and fns["generate"].concurrency_id == "gpu"
+    assert fns["preview_poses"].concurrency_limit == 2 and fns["preview_poses"].concurrency_id == "cpu"

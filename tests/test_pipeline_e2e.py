@@ -156,7 +156,7 @@ def test_conditioning_is_built_as_the_official_pipeline(pipe, clip9):
     assert torch.equal(text[0], text[2]) and not torch.equal(text[0], text[1])
     assert torch.equal(pose[0], pose[1]) and not torch.equal(pose[0], pose[2])
     clip_x, clip_c = inputs["encoder_hidden_states_image"], inputs["encoder_hidden_states_image_pose"]
-    assert clip_x.shape == (3, 17, 16) and torch.equal(clip_x[0], clip_x[2])
+    assert clip_x.shape == (3, 17, 1280) and torch.equal(clip_x[0], clip_x[2])
     assert not torch.allclose(clip_x[0], clip_c[0])
     assert inputs["timestep"].dtype == torch.int64 and inputs["timestep"].shape == (3,)
 
@@ -295,3 +295,17 @@ def test_colour_matching_can_be_turned_off(pipe):
     frames = run(pipe, image, positive, negative, num_frames=13, window_frames=9, window_overlap=1,
                  window_color_match=False)
     assert frames.shape == (1, 13, 32, 32, 3)
+
+
+def test_interrupt_after_a_window_still_returns_its_frames(pipe):
+    def stop_after_first_window(pipeline, step, timestep, callback_kwargs):
+        if step == 1:
+            pipeline._interrupt = True
+        return {}
+
+    image, positive, negative = tiny_inputs(21, seed=5)
+    with TransformerCalls(pipe) as recorder:
+        frames = run(pipe, image, positive, negative, num_frames=21, window_frames=13, window_overlap=5,
+                     callback_on_step_end=stop_after_first_window)
+    assert len(recorder.calls) == 2  # the first window's two steps
+    assert frames.shape == (1, 13, 32, 32, 3)  # the whole first window, overlap frames included

@@ -121,7 +121,7 @@ def test_fast_preset_fuses_the_distillation_lora_and_runs_one_pass_per_step(tmp_
 
     calls, handle = count_calls(pipe)
     image, positive, negative = tiny_inputs(5)
-    frames = generate_video(pipe, image, positive, negative, seed=1)
+    frames = generate_video(pipe, image, positive, negative, seed=1, max_area=32 * 32)
     handle.remove()
     assert calls == [1, 1, 1, 1]  # 4 steps, CFG 1, no condition pass
     assert len(frames) == 5 and frames[0].dtype == np.uint8

@@ -10,8 +10,10 @@ real diffusers-format checkpoint would be loaded. Used by the pipeline, CLI and 
     path = build_tiny_pipeline(tmp_path / "tiny")          # -> tmp_path / "tiny"
     pipe = SteadyDancerPipeline.from_pretrained(path)
 
-Sizes: 32 x 32 px frames -> 4 x 4 latents; text_dim 16, text_len 16; CLIP 2 layers of width 16 on
-32 x 32 inputs (17 tokens); transformer dim 24 (2 heads of 12), 2 blocks.
+Sizes: 32 x 32 px frames -> 4 x 4 latents; text_dim 16, text_len 16; CLIP 2 layers on 32 x 32
+inputs (17 tokens, width 1280 as the official format requires); transformer dim 24 (2 heads of
+12), 2 blocks. The transformer also round-trips through the official checkpoint format
+(``steadydancer.models.loading.save_official_checkpoint``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import torch
 
 TINY_TEXT_DIM = 16
 TINY_TEXT_LEN = 16
-TINY_IMAGE_DIM = 16
+#: The official checkpoint format hard-codes the CLIP width (1280) and the alignment unit (128 wide,
+#: 8 heads), so the tiny model keeps those to round-trip through it; everything else is tiny.
+TINY_IMAGE_DIM = 1280
 TINY_CLIP_SIZE = 32
 #: A tiny vocabulary: enough words for test prompts; anything else maps to <unk>.
 TINY_WORDS = (
@@ -89,7 +93,7 @@ def build_tiny_components(seed: int = 0) -> dict:
         CLIPVisionConfig(
             hidden_size=TINY_IMAGE_DIM,
             intermediate_size=32,
-            projection_dim=TINY_IMAGE_DIM,
+            projection_dim=32,
             num_hidden_layers=2,
             num_attention_heads=2,
             image_size=TINY_CLIP_SIZE,
@@ -108,9 +112,6 @@ def build_tiny_components(seed: int = 0) -> dict:
         ffn_dim=32,
         num_layers=2,
         image_dim=TINY_IMAGE_DIM,
-        rope_max_seq_len=64,
-        pose_align_dim=16,
-        pose_align_heads=2,
     )
     # The reference constructor zeroes the head; random weights everywhere make outputs informative.
     with torch.no_grad():

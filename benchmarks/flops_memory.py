@@ -1,0 +1,168 @@
+"""Analytic FLOP and memory model of the real SteadyDancer-14B at 480p and 720p (81 frames).
+
+    python benchmarks/flops_memory.py                 # tables from the cost model (instant)
+    python benchmarks/flops_memory.py --check         # + check the model against torch's counters
+    python benchmarks/flops_memory.py --measure-vae   # + re-measure the VAE FLOPs per pixel (~1 min)
+
+The model is ``steadydancer.generation`` (tokens, FLOPs per pass by part, weight bytes per
+precision, peak activations, GPU-time estimate). ``--check`` builds the real 14B class on the meta
+device (parameter count) and runs the tiny configuration under ``torch.utils.flop_counter`` with
+explicit-matmul attention (FLOPs of every matmul / convolution), and compares both with the
+formulas. ``--measure-vae`` counts the Wan2.1 VAE's FLOPs on 64 x 64 clips of 5 and 9 frames (real
+configuration, random weights) and prints the per-pixel-frame slope used by the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from steadydancer.generation import (  # noqa: E402
+    FIXED_SECONDS,
+    H200_TRANSFORMER_TFLOPS,
+    H200_VAE_TFLOPS,
+    REAL_14B,
+    activation_bytes,
+    estimate_gpu_seconds,
+    resolve_sampling,
+    transformer_param_count,
+    transformer_pass_flops,
+    vae_flops,
+    weights_bytes,
+)
+from steadydancer.scheduling import count_transformer_passes  # noqa: E402
+
+RESOLUTIONS = {"480p": (480, 832), "576p (official 1024*576)": (576, 1024), "720p": (720, 1280)}
+PRESETS = ("quality", "balanced", "low_vram", "fast")
+GB = 1e9
+
+
+def passes_per_clip(preset: str) -> int:
+    s = resolve_sampling(preset)
+    return count_transformer_passes(s.num_inference_steps, s.guidance_scale, s.condition_guidance_scale,
+                                    s.condition_window)
+
+
+def gpu_memory(preset: str, height: int, width: int, frames: int = 81) -> float:
+    """Peak GPU bytes while denoising (weights resident on the GPU + activations of one call)."""
+    w = weights_bytes()
+    s = resolve_sampling(preset)
+    widest = 3 if s.condition_guidance_scale else (2 if s.guidance_scale != 1 else 1)
+    if preset == "low_vram":  # group offloading: ~2 blocks resident; passes one by one
+        block = 2 * (10 * REAL_14B.dim**2 + 2 * REAL_14B.dim * REAL_14B.ffn_dim)
+        return 2 * block + activation_bytes(frames, height, width, 1)
+    weights = w["transformer"]["fp8" if preset == "balanced" else "bf16"]
+    return weights + activation_bytes(frames, height, width, widest)
+
+
+def print_tables() -> None:
+    print("SteadyDancer-14B (Wan2.1-I2V-14B + pose modules), 81 frames -> 21 latent frames + 2 reference frames\n")
+    print(f"transformer parameters: {transformer_param_count() / 1e9:.3f} B (+0.11 M pose modules)")
+    print("\nWeights (GB)            fp32     bf16      fp8")
+    for name, sizes in weights_bytes().items():
+        cells = "  ".join(f"{sizes[k] / GB:7.2f}" if k in sizes else "      -" for k in ("fp32", "bf16", "fp8"))
+        print(f"  {name:20} {cells}")
+
+    print("\nPer transformer pass (batch 1)")
+    header = f"  {'resolution':26} {'tokens':>7} {'TFLOP':>8} {'attn %':>7} {'act GB/sample':>14}"
+    print(header)
+    for label, (h, w) in RESOLUTIONS.items():
+        f = transformer_pass_flops(81, h, w)
+        attn = f["self_attention_scores"] / f["total"] * 100
+        print(f"  {label:26} {f['tokens']:7d} {f['total'] / 1e12:8.1f} {attn:7.1f} "
+              f"{activation_bytes(81, h, w) / GB:14.2f}")
+    f = transformer_pass_flops(81, 720, 1280)
+    print("  720p by part (TFLOP): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in f.items()
+                                                 if k not in ("total", "tokens")))
+
+    print("\nPer clip of 81 frames, by preset")
+    print(f"  {'preset':9} {'steps':>5} {'passes':>6}  " + "  ".join(
+        f"{label.split()[0] + ' PFLOP':>11} {'GPU GB':>6} {'est. s':>7}" for label in RESOLUTIONS))
+    for preset in PRESETS:
+        s = resolve_sampling(preset)
+        cells = []
+        for h, w in RESOLUTIONS.values():
+            total = passes_per_clip(preset) * transformer_pass_flops(81, h, w)["total"] + vae_flops(81, h, w)
+            cells.append(f"{total / 1e15:11.1f} {gpu_memory(preset, h, w) / GB:6.1f} "
+                         f"{estimate_gpu_seconds(81, None, h, w, preset=preset):7.0f}")
+        print(f"  {preset:9} {s.num_inference_steps:5d} {passes_per_clip(preset):6d}  " + "  ".join(cells))
+    print(f"\n  GPU GB = transformer weights on the GPU + activations of the widest call (3 batched passes in the\n"
+          f"  condition window; low_vram: ~2 blocks resident, one pass at a time). Text encoder / CLIP / VAE are\n"
+          f"  offloaded while denoising (model offload). est. s = estimate_gpu_seconds: transformer at\n"
+          f"  {H200_TRANSFORMER_TFLOPS:.0f} TFLOP/s, VAE at {H200_VAE_TFLOPS:.0f} TFLOP/s (assumed H200 sustained), "
+          f"+{FIXED_SECONDS:.0f} s fixed.")
+
+
+def check() -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from steadydancer.generation import TransformerShape
+    from steadydancer.models.transformer_steadydancer import SteadyDancerTransformer3DModel
+    from tests.tiny_pipeline import build_tiny_components
+
+    with torch.device("meta"):
+        model = SteadyDancerTransformer3DModel()
+    pose = ("condition_embedding_temporal", "condition_embedding_spatial", "condition_embedding_align")
+    counted = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(pose))
+    print(f"\ncheck: parameters (meta device, without pose modules) {counted:,} vs formula "
+          f"{transformer_param_count():,}")
+
+    tiny = build_tiny_components()["transformer"]
+    tiny.set_attention_backend("_native_math")
+    f, h, w = 3, 4, 4
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, f, h, w), timestep=torch.tensor([500]),
+        encoder_hidden_states=torch.randn(1, 11, 16), encoder_hidden_states_image=torch.randn(1, 17, 1280),
+        encoder_hidden_states_image_pose=torch.randn(1, 17, 1280), image_condition=torch.randn(1, 20, f, h, w),
+        pose_latents=torch.randn(1, 16, f, h, w), ref_image_latents=torch.randn(1, 36, 1, h, w),
+        ref_pose_latents=torch.randn(1, 36, 1, h, w),
+    )
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        tiny(**inputs)
+    counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    pose_flops = sum(counts[f"SteadyDancerTransformer3DModel.{p}"] for p in pose)
+    formula = transformer_pass_flops(9, 32, 32, TransformerShape.from_config(tiny.config, 17))["total"]
+    print(f"check: tiny forward FLOPs (torch counter, without pose modules) {counter.get_total_flops() - pose_flops:,}"
+          f" vs formula {formula:,}")
+
+
+def measure_vae() -> None:
+    import torch
+    from diffusers import AutoencoderKLWan
+    from torch.utils.flop_counter import FlopCounterMode
+
+    vae = AutoencoderKLWan().eval()
+    results = {}
+    for frames in (5, 9):
+        x = torch.zeros(1, 3, frames, 64, 64)
+        with torch.no_grad():
+            with FlopCounterMode(display=False) as counter:
+                z = vae.encode(x).latent_dist.mode()
+            encode = counter.get_total_flops()
+            with FlopCounterMode(display=False) as counter:
+                vae.decode(z)
+            decode = counter.get_total_flops()
+        results[frames] = (encode, decode)
+    pixels = 4 * 64 * 64
+    print(f"\nVAE FLOPs per pixel-frame (slope 5 -> 9 frames): encode {(results[9][0] - results[5][0]) / pixels:.3e}, "
+          f"decode {(results[9][1] - results[5][1]) / pixels:.3e}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--measure-vae", action="store_true")
+    args = parser.parse_args(argv)
+    print_tables()
+    if args.check:
+        check()
+    if args.measure_vae:
+        measure_vae()
+
+
+if __name__ == "__main__":
+    main()
