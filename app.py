@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 import gradio as gr
 import numpy as np
 
-from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count, size_for_area
+from steadydancer.constants import DEFAULT_PROMPT, MODEL_FPS, RESOLUTION_AREAS, nearest_valid_frame_count, size_for_area
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.pose.path import (
     AlignedPoses,
@@ -82,8 +82,8 @@ SESSION_MAX_AGE_SECONDS = 6 * 3600
 #: Resolution classes: label -> (max area, default shift). The official generator uses 1024*576
 #: with shift 5; the authors advise shift 3 at 480p.
 RESOLUTIONS = {
-    "480p": (832 * 480, 3.0),
-    "720p": (1024 * 576, 5.0),
+    "480p": (RESOLUTION_AREAS["480p"], 3.0),
+    "720p": (RESOLUTION_AREAS["720p"], 5.0),
 }
 DEFAULT_RESOLUTION = "480p"
 
@@ -95,10 +95,6 @@ PRESET_LABELS = {
     "low_vram": "Low VRAM (offloading)",
 }
 
-DEFAULT_PROMPT = (
-    "A person dancing with natural, fluid movements, consistent appearance and clothing, "
-    "steady camera, sharp details, high quality."
-)
 #: An empty negative prompt means the official one (Wan's, with "camera shake" in front, in
 #: Chinese as the model was trained): steadydancer.pipeline.DEFAULT_NEGATIVE_PROMPT.
 NEGATIVE_PROMPT_HINT = ("Empty = the official negative prompt (camera shake, over-exposure, static frames, "

@@ -82,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--video", required=True, help="driving video, or a poses.json written by `pose`")
     g.add_argument("--out", required=True, help="output .mp4")
     g.add_argument("--model", default=None, help="model folder or Hugging Face repo id (see README)")
+    g.add_argument("--encoders", default=None,
+                   help="Wan2.1-I2V diffusers folder or repo id for the VAE / UMT5 / CLIP (when --model has none)")
     g.add_argument("--offline", action="store_true", help="never download; use local files / the HF cache only")
     g.add_argument("--frames", type=int, default=None, help="frames to generate (4n+1; default: the whole clip, up to 81 per window)")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps (default 40; the fast preset 8)")
+    g.add_argument("--steps", type=int, default=None, help="denoising steps (default 40; the fast preset 4)")
     g.add_argument("--preset", default="quality", help="quality | balanced | low-vram | fast")
-    g.add_argument("--resolution", default="720p", choices=("480p", "720p"), help="max area class (default 720p = 1024*576)")
+    g.add_argument("--resolution", default="720p", choices=("480p", "720p"),
+                   help="max area class: 720p = 1024*576 (official, default), 480p = 832*480")
+    g.add_argument("--max-area", type=int, default=None, help="max width*height in pixels (overrides --resolution)")
     g.add_argument("--prompt", default=None, help="text prompt (default: a generic dance prompt)")
     g.add_argument("--negative-prompt", default=None, help="negative prompt (default: Wan's)")
     g.add_argument("--guidance", type=float, default=None, help="text guidance scale (default 5.0)")
@@ -125,14 +129,15 @@ def run_generate(args) -> int:
         raise SteadyDancerInputError(f"--out must be an .mp4 file, got {out.name}")
     progress = _Progress()
     # Fail before the (minutes-long) pose path when the weights or the GPU are not there.
-    check_model(args.model, device=args.device, offline=args.offline or None)
+    check_model(args.model, device=args.device, offline=args.offline or None, encoders=args.encoders)
     options = _pose_options(args)
     poses = run_pose_path(args.image, args.video, options, progress=lambda f, m: progress(0.1 * f, m))
-    max_area = RESOLUTION_AREAS[args.resolution]
+    max_area = args.max_area or RESOLUTION_AREAS[args.resolution]
     size = size_for_area(*poses.reference.size, max_area)
     positive, negative = render_conditions(poses.reference, poses.aligned, options, size=size)
     progress(0.1, f"loading the model ({args.preset})")
-    pipe = load_pipeline(args.model, preset=args.preset, device=args.device, offline=args.offline or None)
+    pipe = load_pipeline(args.model, preset=args.preset, device=args.device, offline=args.offline or None,
+                         encoders=args.encoders)
     frames = generate_video(
         pipe, poses.reference.image, positive, negative,
         prompt=args.prompt or DEFAULT_PROMPT, negative_prompt=args.negative_prompt,

@@ -50,6 +50,6 @@ RESOLUTION_AREAS = {"720p": 1024 * 576, "480p": 832 * 480}
 
 #: The prompt used when the user gives none: it describes what every SteadyDancer video is.
 DEFAULT_PROMPT = (
-    "A person dancing naturally and smoothly in place, full of energy, the same person, clothes and "
-    "background as in the photo, stable camera, realistic lighting, high quality, sharp details."
+    "A person dancing with natural, fluid movements, consistent appearance and clothing, "
+    "steady camera, sharp details, high quality."
 )

@@ -240,6 +240,8 @@ def generate_video(
         done = pipeline.current_window * settings.num_inference_steps + step + 1
         window = f"window {pipeline.current_window + 1}/{num_windows}, " if num_windows > 1 else ""
         report(0.05 + 0.9 * done / total_steps, f"Denoising: {window}step {step + 1}/{settings.num_inference_steps}")
+        if step + 1 == settings.num_inference_steps:  # the VAE decode of this window comes next
+            report(0.05 + 0.9 * done / total_steps, f"Decoding{' ' + window.rstrip(', ') if window else ''}")
         return {}
 
     report(0.0, f"Encoding the inputs ({num_frames} frames)")

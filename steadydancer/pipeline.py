@@ -894,9 +894,10 @@ def missing_weights_message(model, encoders, reason: str, offline: bool) -> str:
         f"SteadyDancer weights are missing: {reason}",
         "",
         "Get them once (the 14B SteadyDancer transformer and the Wan2.1 VAE / UMT5 / CLIP files, tens of GB):",
-        f"  huggingface-cli download {DEFAULT_MODEL_ID} --include 'config.json' 'diffusion_pytorch_model*'",
-        f"  huggingface-cli download {DEFAULT_ENCODERS_ID} --include "
-        + " ".join(f"'{c}/*'" for c in ENCODER_COMPONENTS),
+        # `hf` takes one pattern per --include (a bare second pattern would be read as a file name).
+        f"  hf download {DEFAULT_MODEL_ID} --include 'config.json' --include 'diffusion_pytorch_model*'",
+        f"  hf download {DEFAULT_ENCODERS_ID} "
+        + " ".join(f"--include '{c}/*'" for c in ENCODER_COMPONENTS),
         "or point the model at local folders: --model / STEADYDANCER_MODEL = a diffusers-format pipeline "
         "folder (model_index.json) or a SteadyDancer transformer folder (config.json + "
         "diffusion_pytorch_model*.safetensors); --encoders / STEADYDANCER_ENCODERS = a Wan2.1-I2V "

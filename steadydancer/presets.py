@@ -160,7 +160,7 @@ def resolve_lora_file(spec: LoraSpec, offline: bool | None = None) -> str:
         raise MissingWeightsError(
             f"The LoRA {spec.repo_or_path}/{spec.weight_name} is not available"
             f"{' offline (HF_HUB_OFFLINE=1)' if offline else ''}: {type(error).__name__}.\n"
-            f"Download it once:  huggingface-cli download {spec.repo_or_path} {spec.weight_name}\n"
+            f"Download it once:  hf download {spec.repo_or_path} {spec.weight_name}\n"
             f"or set {FAST_LORA_ENV}=/path/to/{spec.weight_name}."
         ) from error
 

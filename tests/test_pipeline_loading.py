@@ -103,8 +103,8 @@ def test_offline_without_the_weights_says_exactly_what_to_download(tmp_path):
     with pytest.raises(MissingWeightsError) as error:
         resolve_weights(DEFAULT_MODEL_ID, DEFAULT_ENCODERS_ID, offline=True, cache_dir=tmp_path)
     message = str(error.value)
-    assert "huggingface-cli download MCG-NJU/SteadyDancer-14B" in message
-    assert "huggingface-cli download Wan-AI/Wan2.1-I2V-14B-720P-Diffusers" in message
+    assert "hf download MCG-NJU/SteadyDancer-14B" in message
+    assert "hf download Wan-AI/Wan2.1-I2V-14B-720P-Diffusers" in message
     assert "STEADYDANCER_MODEL" in message and "HF_HUB_OFFLINE" in message
 
 
@@ -132,7 +132,7 @@ def test_local_folders_that_lack_files(tmp_path, official_transformer):
 
 def test_check_model(tmp_path, monkeypatch):
     check_model(shared_tiny_pipeline_path(), device="cpu")
-    with pytest.raises(MissingWeightsError, match="huggingface-cli download"):
+    with pytest.raises(MissingWeightsError, match="hf download"):
         check_model(str(tmp_path / "nothing-here"), device="cpu", offline=True)
     if not torch.cuda.is_available():
         monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)

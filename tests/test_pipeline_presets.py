@@ -159,7 +159,7 @@ def test_missing_fast_lora_offline_says_what_to_download(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError) as error:
         load_lora(load_tiny_pipeline(), PRESETS["fast"].lora, offline=True)
     message = str(error.value)
-    assert "huggingface-cli download lightx2v/Wan2.1-Distill-Loras" in message
+    assert "hf download lightx2v/Wan2.1-Distill-Loras" in message
     assert "STEADYDANCER_FAST_LORA" in message and "HF_HUB_OFFLINE" in message
 
 
