@@ -12,7 +12,7 @@ The same file runs locally, behind a share link and on a Hugging Face ZeroGPU Sp
   SteadyDancer pipeline inside :func:`run_generation`, the one function decorated with
   ``@spaces.GPU`` (a no-op off ZeroGPU) with a duration computed from the work it is given.
 
-Named API endpoints: ``/preview_poses`` and ``/generate`` (see docs/app.md for a gradio_client
+Named API endpoints: ``/preview_poses`` and ``/generate`` (see the README for a gradio_client
 example). User mistakes (no person, unreadable file, missing weights) arrive as ``gr.Error`` with a
 message that says what to do; anything else is logged with its traceback and reported as a bug.
 """

@@ -345,3 +345,62 @@ def test_shipped_example_motion(repo_root):
     info = probe_video(video_path, count_frames=True)
     assert (info.width, info.height, info.num_frames, info.fps, info.codec) == (576, 1024, 81, 16, "h264")
     assert NUM_HAND == 21
+
+
+def _dance_frames_near_edges(repo_root, count=12, seed=0):
+    """Frames of the shipped dance, some pushed against or past the canvas edges."""
+    seq = PoseSequence.load(repo_root / "examples" / "dance_keyframes.poses.json")
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in np.linspace(0, len(seq) - 1, count).astype(int):
+        frame = seq[int(t)]
+        shift = rng.uniform(-0.6, 0.6, size=2)
+        frame.body[:, :2] += shift
+        frame.hands[..., :2] += shift
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("canvas,size", [((1312, 1792), (656, 896)), ((1536, 1536), (768, 768)),
+                                         ((1312, 1792), (464, 640)), ((400, 300), (600, 450))])
+def test_fast_resize_is_pil_bicubic_bit_for_bit(repo_root, canvas, size):
+    """resize_frames only resamples where the figure is; the pixels must be PIL's full resize."""
+    for frame in _dance_frames_near_edges(repo_root):
+        img = render_pose(frame, *canvas)
+        expected = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BICUBIC))
+        np.testing.assert_array_equal(next(resize_frames([img], size)), expected)
+    blank = np.zeros((canvas[1], canvas[0], 3), np.uint8)
+    assert not next(resize_frames([blank], size)).any()
+
+
+def test_dimming_only_the_limbs_equals_dimming_the_whole_canvas(repo_root):
+    """The official multiplies the whole canvas by 0.6 after the limbs; doing it on the limbs'
+    bounding box must give identical pixels (including figures partly off the canvas)."""
+    from steadydancer.pose import render as render_module
+
+    def whole_canvas_dim(canvas, body, stick, joint_r):
+        h, w = canvas.shape[:2]
+        for i, (a, b) in enumerate(BODY_LIMBS):
+            if not (present(body[a:a + 1])[0] and present(body[b:b + 1])[0]):
+                continue
+            (x0, y0), (x1, y1) = body[a, :2] * (w, h), body[b, :2] * (w, h)
+            x0, y0, x1, y1 = (float(np.clip(v, -16 * s, 16 * s)) for v, s in ((x0, w), (y0, h), (x1, w), (y1, h)))
+            length = ((y0 - y1) ** 2 + (x0 - x1) ** 2) ** 0.5
+            angle = np.degrees(np.arctan2(y0 - y1, x0 - x1))
+            poly = cv2.ellipse2Poly((int((x0 + x1) / 2), int((y0 + y1) / 2)), (int(length / 2), stick),
+                                    int(angle), 0, 360, 1)
+            cv2.fillConvexPoly(canvas, poly, render_module.BODY_COLORS[i])
+        canvas[...] = (canvas * 0.6).astype(np.uint8)
+        for j in np.flatnonzero(present(body)):
+            x, y = np.clip(body[j, :2] * (w, h), (-16 * w, -16 * h), (16 * w, 16 * h))
+            cv2.circle(canvas, (int(x), int(y)), joint_r, render_module.BODY_COLORS[j], thickness=-1)
+
+    for frame in _dance_frames_near_edges(repo_root, seed=1):
+        fast = render_pose(frame, 656, 896)
+        original = render_module._draw_body
+        render_module._draw_body = whole_canvas_dim
+        try:
+            reference = render_pose(frame, 656, 896)
+        finally:
+            render_module._draw_body = original
+        np.testing.assert_array_equal(fast, reference)

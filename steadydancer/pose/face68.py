@@ -35,7 +35,8 @@ Choices worth knowing:
 * Nose bridge: 6 is between the eyes at the inner-corner height (168 is higher, towards the
   brows); 4 is the tip as the iBUG annotation places it (27-30 are evenly spaced and 30 sits
   about a third of the bridge length above the point under the nose; mediapipe's 1 is lower,
-  on the rounded tip, and gave an uneven bridge). 31/35 are the bottoms of the nose wings (240/460), 32/34 the nostrils (97/326).
+  on the rounded tip, and gave an uneven bridge). 31/35 are the bottoms of the nose wings
+  (240/460), 32/34 the nostrils (97/326).
 * Eyes: the lids use the vertices at 1/3 and 2/3 of the corner-to-corner line, where iBUG puts
   37/38 and 40/41 (160, 158 / 153, 144 and mirror).
 * Mouth: 49/53 and 50/52 are the lip-line point and the cupid's-bow peak of mediapipe's outer

@@ -216,12 +216,17 @@ def render_conditions(reference: ReferencePose, aligned: AlignedPoses, options: 
     """The positive and negative condition frames, drawn exactly as the official preprocessing
     draws them (on a canvas twice the working size), then resized bicubic to ``size``
     (default: the working size, which is what the generator resizes them to)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     options = options or PoseOptions()
     size = tuple(size or reference.size)
-    return (
-        list(_iter_condition(aligned.positive, reference, options, size)),
-        list(_iter_condition(aligned.negative, reference, options, size)),
-    )
+    # OpenCV drawing and PIL resizing release the GIL: the two sequences render on two cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        positive, negative = pool.map(
+            lambda seq: list(_iter_condition(seq, reference, options, size)),
+            (aligned.positive, aligned.negative),
+        )
+    return positive, negative
 
 
 def _iter_condition(seq: PoseSequence, reference: ReferencePose, options: PoseOptions, size):

@@ -75,6 +75,8 @@ HAND_EDGE_COLORS = tuple(
 HAND_POINT_COLOR = _swap_rb((0, 0, 255))
 FACE_POINT_COLOR = (255, 255, 255)
 _DIM_LUT = (np.arange(256) * LIMB_DIM).astype(np.uint8)
+#: Output rows per band in :func:`resize_pose_frame`.
+RESIZE_BAND_ROWS = 32
 
 
 def official_canvas_size(ref_width: int, ref_height: int) -> tuple[int, int]:
@@ -132,15 +134,59 @@ def render_sequence(seq: PoseSequence, width: int, height: int, **kwargs) -> Ite
 
 def resize_frames(frames: Iterable[np.ndarray], size: tuple[int, int]) -> Iterator[np.ndarray]:
     """Resize frames to ``size`` = (W, H) the way the official generator resizes the pose frames:
-    ``PIL.Image.resize(size, BICUBIC)``."""
-    from PIL import Image
-
+    ``PIL.Image.resize(size, BICUBIC)`` -- pixel for pixel (see :func:`resize_pose_frame`)."""
     size = (int(size[0]), int(size[1]))
     for frame in frames:
-        if (frame.shape[1], frame.shape[0]) == size:
-            yield frame
-        else:
-            yield np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BICUBIC))
+        yield resize_pose_frame(frame, size)
+
+
+def resize_pose_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``PIL.Image.resize(size, BICUBIC)`` of a mostly black pose frame, computed only where the
+    figure is.
+
+    A bicubic output pixel depends only on the source pixels under its kernel, so where those are
+    all black it is black. When the scale is a whole number (the default path: the official canvas
+    is exactly twice the working size), PIL's ``box=`` resize of a sub-rectangle uses exactly the
+    coefficients of the full-image resize (integer box offsets, same scale, kernels clipped to the
+    *image*), so resizing the figure's bounding box (plus the kernel's reach) and pasting it on
+    black gives the full resize bit for bit, about 2x faster (tests check identity). At other
+    scales fractional box offsets round a few pixels differently by one level, so those take the
+    plain full resize.
+    """
+    from PIL import Image
+
+    out_w, out_h = int(size[0]), int(size[1])
+    in_h, in_w = frame.shape[:2]
+    if (in_w, in_h) == (out_w, out_h):
+        return frame
+    if in_w % out_w or in_h % out_h:
+        return np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.BICUBIC))
+    out = np.zeros((out_h, out_w) + frame.shape[2:], np.uint8)
+    flat = np.ascontiguousarray(frame).reshape(in_h, -1)  # H x 3W bytes, for OpenCV's bounding box
+    sx, sy = in_w // out_w, in_h // out_h
+    # The bicubic kernel reaches 2 * s source pixels; with integer centres that is within 2 + 1
+    # output pixels. Each band of output rows is resampled only across the columns where its
+    # source rows (kernel reach included) hold something: limbs are thin, so this skips most of
+    # the figure's bounding box too.
+    reach = 3
+    for oy0 in range(0, out_h, RESIZE_BAND_ROWS):
+        oy1 = min(out_h, oy0 + RESIZE_BAND_ROWS)
+        y0, y1 = max(0, (oy0 - reach) * sy), min(in_h, (oy1 + reach) * sy)
+        x, _, bw, bh = cv2.boundingRect(flat[y0:y1])
+        if bw == 0 or bh == 0:
+            continue
+        ox0 = max(0, x // 3 // sx - reach)
+        ox1 = min(out_w, -(-(x + bw) // 3) // sx + 1 + reach)
+        # Hand PIL only a crop (it copies what it is given). The crop keeps a margin wider than the
+        # kernel, so no kernel is clipped at a crop edge that is not an image edge: same pixels.
+        cx0, cx1 = max(0, (ox0 - 2 * reach) * sx), min(in_w, (ox1 + 2 * reach) * sx)
+        cy0, cy1 = max(0, (oy0 - 2 * reach) * sy), min(in_h, (oy1 + 2 * reach) * sy)
+        band = Image.fromarray(np.ascontiguousarray(frame[cy0:cy1, cx0:cx1])).resize(
+            (ox1 - ox0, oy1 - oy0), Image.Resampling.BICUBIC,
+            box=(ox0 * sx - cx0, oy0 * sy - cy0, ox1 * sx - cx0, oy1 * sy - cy0),
+        )
+        out[oy0:oy1, ox0:ox1] = np.asarray(band)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,6 +208,7 @@ def _pixels(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np
 def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -> None:
     h, w = canvas.shape[:2]
     xy, ok = _pixels(body, w, h)
+    polygons = []
     for i, (a, b) in enumerate(BODY_LIMBS):
         if not (ok[a] and ok[b]):
             continue
@@ -171,7 +218,15 @@ def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -
         angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
         polygon = cv2.ellipse2Poly((int(mx), int(my)), (int(length / 2), stick), int(angle), 0, 360, 1)
         cv2.fillConvexPoly(canvas, polygon, BODY_COLORS[i])
-    cv2.LUT(canvas, _DIM_LUT, dst=canvas)
+        polygons.append(polygon)
+    if polygons:
+        # The official dims the whole canvas; only the limbs are non-zero (0 * 0.6 = 0), so dimming
+        # their bounding box gives the same pixels without touching every page of a big canvas.
+        pts = np.concatenate(polygons)
+        (x0, y0), (x1, y1) = np.maximum(pts.min(axis=0), 0), pts.max(axis=0) + 1
+        if x0 < w and y0 < h and x1 > 0 and y1 > 0:
+            region = canvas[y0:y1, x0:x1]
+            region[...] = cv2.LUT(region, _DIM_LUT)
     for j in np.flatnonzero(ok):
         cv2.circle(canvas, (int(xy[j, 0]), int(xy[j, 1])), joint_r, BODY_COLORS[j], thickness=-1)
 
