@@ -571,7 +571,7 @@ def refresh_preview(image, driving_video, motion, num_frames, smooth, repair, al
 
 def preview_example(image, driving_video, motion):
     """gr.Examples entry point (cached lazily): the preview with default pose settings."""
-    outputs = preview_poses(image, driving_video, motion, DEFAULT_FRAMES, 0.3, True, "robust", -1, 0, None,
+    outputs = preview_poses(image, driving_video, motion, DEFAULT_FRAMES, 0.3, True, "auto", -1, 0, None,
                             progress=None)
     return outputs[:4]
 
@@ -1019,8 +1019,9 @@ def build_demo() -> gr.Blocks:
                                        info="Removes detector jitter; 0 = off")
                     repair = gr.Checkbox(value=True, label="Repair corrupted frames",
                                          info="Swapped limbs, lost hands, single-frame glitches")
-                    align_mode = gr.Radio([("Robust", "robust"), ("Official (MusePose)", "official")],
-                                          value="robust", label="Alignment")
+                    align_mode = gr.Radio([("Auto", "auto"), ("Official (MusePose)", "official"),
+                                           ("Robust", "robust")], value="auto", label="Alignment",
+                                          info="Auto = the official rule, robust where it would fail")
                     with gr.Row():
                         alignment_frame = gr.Number(value=-1, precision=0, minimum=-1,
                                                     label="Alignment frame", info="-1 = automatic")

@@ -46,8 +46,9 @@ def _add_pose_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-frames", type=int, default=None, help="read at most this many driving frames")
     g.add_argument("--smooth", type=float, default=0.3, help="temporal smoothing strength 0..1 (0 = off; default 0.3)")
     g.add_argument("--no-repair", action="store_true", help="do not repair corrupted frames")
-    g.add_argument("--align", choices=("robust", "official"), default="robust",
-                   help="alignment: robust (default) or the official SteadyDancer/MusePose rule")
+    g.add_argument("--align", choices=("auto", "official", "robust"), default="auto",
+                   help="alignment: auto (default: the official SteadyDancer/MusePose rule, robust where it "
+                        "fails), official, or robust")
     g.add_argument("--alignment-frame", type=int, default=None,
                    help="driving frame that sets the body proportions (default: chosen automatically)")
     g.add_argument("--lead-in", type=int, default=0,

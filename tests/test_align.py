@@ -381,3 +381,79 @@ def test_lead_in_moves_from_reference_to_first_aligned_frame(two_x_case):
     for arr in (seq.body, seq.hands, seq.face):
         assert np.isfinite(arr[present(arr)]).all()
     assert len(lead_in(start, aligned, 0)) == len(aligned)
+
+
+# ----------------------------------------------------------------------------------------------
+# auto: the official alignment unless it fails
+# ----------------------------------------------------------------------------------------------
+
+
+def test_auto_is_exactly_the_official_alignment_on_clean_input(two_x_case):
+    drv, ref, _ = two_x_case
+    auto, info = align_sequence(drv, ref, REF_SIZE)  # the default mode
+    official, oinfo = align_sequence(drv, ref, REF_SIZE, mode="official")
+    for part in ("body", "hands", "face"):
+        np.testing.assert_array_equal(getattr(auto, part), getattr(official, part))
+    assert info.mode == "official" and info.scales == oinfo.scales
+    assert info.notes[0].startswith("auto: the official alignment fits")
+    assert auto.meta["alignment"]["notes"][0] == info.notes[0]
+
+
+def _corrupted_first_frame_case():
+    b = body_h()
+    frames = []
+    for t in range(12):
+        body = b + np.array([0.002 * t, 0.0])
+        if t == 0:  # a wild arm in the frame the official rule measures on
+            body[B["right_elbow"]] = body[B["right_shoulder"]] + [-0.35, 0.02]
+            body[B["right_wrist"]] = body[B["right_elbow"]] + [-0.3, 0.0]
+        frames.append(frame_from_h(body, 1.0))
+    return sequence(frames, size=(600, 600)), frame_from_h(scaled_about(b, b[B["neck"]], 1.5), 1.0)
+
+
+def test_auto_falls_back_to_robust_when_the_first_frame_is_bad():
+    drv, ref = _corrupted_first_frame_case()
+    auto, info = align_sequence(drv, ref, (600, 600), mode="auto")
+    robust, _ = align_sequence(drv, ref, (600, 600), mode="robust")
+    np.testing.assert_array_equal(auto.body, robust.body)
+    assert info.mode == "robust" and "upper_arm (right) scale" in info.notes[0] and "outlier" in info.notes[0]
+    assert info.scales["upper_arm"] == pytest.approx(1.5, rel=1e-6)
+
+
+def test_auto_falls_back_when_the_dance_uses_limbs_the_photo_lacks():
+    b = body_h()
+    drv = sequence([frame_from_h(b + [0.0, 0.01 * t], 1.0) for t in range(6)], size=(600, 600))
+    ref_body = scaled_about(b, b[B["neck"]], 1.4)
+    for name in ("right_knee", "right_ankle", "left_knee", "left_ankle"):
+        ref_body[B[name]] = np.nan
+    ref = frame_from_h(ref_body, 1.0)
+    _, info = align_sequence(drv, ref, (600, 600))
+    assert info.mode == "robust"
+    assert "upper_leg cannot be measured in the reference" in info.notes[0]
+    assert info.scales["upper_leg"] == pytest.approx(1.4, rel=1e-6)  # from the torso, not 1
+
+    # The same photo with a dancer whose legs are never seen: nothing fails, official it is.
+    seated = b.copy()
+    for name in ("right_knee", "right_ankle", "left_knee", "left_ankle"):
+        seated[B[name]] = np.nan
+    drv_seated = sequence([frame_from_h(seated + [0.0, 0.01 * t], 1.0) for t in range(6)], size=(600, 600))
+    _, info = align_sequence(drv_seated, ref, (600, 600))
+    assert info.mode == "official"
+
+
+def test_auto_flags_outlier_scales():
+    b = body_h()
+    drv_body = b.copy()
+    # foreshortened upper arms in the only frame: official ratio ~3x the others
+    for side in ("right", "left"):
+        sh, el, wr = B[f"{side}_shoulder"], B[f"{side}_elbow"], B[f"{side}_wrist"]
+        drv_body[el] = b[sh] + 0.3 * (b[el] - b[sh])
+        drv_body[wr] = drv_body[el] + (b[wr] - b[el])
+    drv = sequence([frame_from_h(drv_body, 1.0)] * 3, size=(600, 600))
+    ref = frame_from_h(b, 1.0)
+    from steadydancer.pose.align import official_failures
+
+    reasons = official_failures(ref, (600, 600), drv)
+    assert any(r.startswith("upper_arm (right) scale") and "outlier" in r for r in reasons)
+    assert any(r.startswith("upper_arm (left) scale") and "outlier" in r for r in reasons)
+    assert official_failures(ref, (600, 600), sequence([frame_from_h(b, 1.0)] * 3, size=(600, 600))) == []

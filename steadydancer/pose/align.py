@@ -13,7 +13,14 @@ Two modes share one implementation (the skeleton is data, walked in one loop):
     of the finite ones (the official code means to do this; its replacement is written to a list
     that is then never read, so there it is a no-op -- we do what it means).
 
-``mode="robust"`` (the app's default)
+``mode="auto"`` (the default)
+    The official alignment, unless it demonstrably fails on these inputs (see
+    :func:`official_failures`: the first frame is much worse than the best early frame, a body part
+    the dance uses cannot be measured in one of the two images, or a scale is an outlier); then
+    the robust one, with the reasons in ``AlignmentInfo.notes``. On clean input this *is* the
+    official result, as the design asks ("default behaviour = the official one").
+
+``mode="robust"``
     The same geometry with the known weaknesses fixed: alignment frames chosen automatically among
     the most complete, plausible early frames; each driving length is a confidence-weighted median
     over those frames; a limb missing on one side is measured on the other side; a group that
@@ -47,7 +54,7 @@ from ..errors import SteadyDancerInputError
 from .sequence import PoseFrame, PoseSequence, present
 from .skeleton import BODY, BODY_BONES, HAND_WRIST, NUM_BODY
 
-MODES = ("robust", "official")
+MODES = ("auto", "official", "robust")
 
 #: The ten scale groups, in the order the official code lists them.
 SCALE_GROUPS = (
@@ -385,6 +392,63 @@ def _scales(reference: PoseFrame, reference_size: tuple[int, int], driving: Pose
     return {g: scales[g] for g in SCALE_GROUPS}, notes
 
 
+#: ``auto``: the official first frame is rejected when its score (see :func:`_frame_scores`) is
+#: below this fraction of the best early frame's.
+AUTO_FIRST_FRAME_SCORE = 0.75
+#: ``auto``: a group counts as used by the dance when its points are present in this fraction
+#: of the driving frames (an unmeasurable group nobody sees does no harm).
+AUTO_USED_FRACTION = 0.2
+
+
+def official_failures(reference: PoseFrame, reference_size: tuple[int, int], driving: PoseSequence,
+                      frame: int = 0) -> list[str]:
+    """Why the official alignment (scales and translation from driving ``frame``) would go wrong
+    on these inputs; ``[]`` when it is fine.
+
+    * the frame is much worse than the best of the first 48 (a missed limb, a jump, low confidence);
+    * it has no neck (the translation would come from elsewhere);
+    * a scale group whose points the dance shows cannot be measured in the reference or in that
+      frame (the official sets it to 1, so e.g. the legs of a half-body photo keep the dancer's
+      size in image units while the rest of the body is rescaled);
+    * a measured scale is more than 2x away from the median of the groups (a foreshortened limb or
+      a misdetection, not anatomy: proportions vary by about +-20 % between people).
+    """
+    reasons: list[str] = []
+    n = len(driving)
+    window = np.arange(min(48, n))
+    scores = _frame_scores(driving, window)
+    best = int(window[np.argmax(scores)])
+    if scores.max() > 0 and scores[frame] < AUTO_FIRST_FRAME_SCORE * scores.max():
+        reasons.append(f"driving frame {frame} scores {scores[frame]:.2f} against {scores.max():.2f} "
+                       f"for frame {best} (missing or implausible limbs)")
+    drv_xy = _to_height_units(driving.body[..., :2], driving.aspect)
+    if not np.isfinite(_virtual_neck(drv_xy[frame:frame + 1])).all():
+        reasons.append(f"driving frame {frame} has no neck")
+
+    ref_w, ref_h = _check_size(reference_size)
+    ref_len = measure_lengths(_to_height_units(reference.body[:, :2], ref_w / ref_h))
+    drv_len = measure_lengths(drv_xy[frame])
+    seen = present(driving.body).mean(axis=0)  # how often each point is present in the dance
+    ratios = {}  # per side: the official averages left and right, so one spoilt side hides
+    for group, measures in MEASURES.items():
+        moved = [bone.child for bone in BODY_BONES if bone.group == group]  # what this scale moves
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = ref_len[group][0] / drv_len[group][0]
+        if np.isfinite(ratio).all() and (ratio > 0).all():
+            ratios.update({(group, side): float(r) for side, r in enumerate(ratio)})
+        elif max(seen[p] for p in moved) >= AUTO_USED_FRACTION:
+            where = "reference" if not np.isfinite(ref_len[group][0]).all() else f"driving frame {frame}"
+            reasons.append(f"{group} cannot be measured in the {where}")
+    if ratios:
+        median = float(np.median(list(ratios.values())))
+        lo, hi = RELATIVE_SCALE_BOUNDS
+        for (group, side), value in ratios.items():
+            if not lo * median <= value <= hi * median:
+                label = group if len(MEASURES[group]) == 1 else f"{group} ({('right', 'left')[side]})"
+                reasons.append(f"{label} scale {value:.3g} is an outlier (median {median:.3g})")
+    return reasons
+
+
 def compute_scales(reference: PoseFrame, reference_size: tuple[int, int], driving: PoseSequence,
                    frames: Sequence[int], mode: str = "official") -> dict[str, float]:
     """Scale of every group (reference length / driving length), see the module docstring.
@@ -459,7 +523,7 @@ def _check_size(size) -> tuple[int, int]:
 
 
 def align_sequence(driving: PoseSequence, reference: PoseFrame, reference_size: tuple[int, int], *,
-                   mode: str = "robust", alignment_frame: int | None = None
+                   mode: str = "auto", alignment_frame: int | None = None
                    ) -> tuple[PoseSequence, AlignmentInfo]:
     """Retarget ``driving`` onto the person of ``reference``.
 
@@ -468,15 +532,18 @@ def align_sequence(driving: PoseSequence, reference: PoseFrame, reference_size: 
         reference: the character's pose, normalised to the reference image.
         reference_size: the reference image's (width, height) in pixels; fixes its aspect ratio
             and the size of the returned sequence.
-        mode: ``"robust"`` (default) or ``"official"`` (see module docstring).
+        mode: ``"auto"`` (default), ``"official"`` or ``"robust"`` (see module docstring).
         alignment_frame: the driving frame that fixes the scales and the translation. Official
             mode: default 0. Robust mode: chosen by :func:`choose_alignment_frames` unless given.
+            Auto: the official rule on this frame (default 0), robust if that fails.
 
     Returns:
         (aligned sequence normalised to the reference frame, AlignmentInfo).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "auto":
+        return _align_auto(driving, reference, reference_size, alignment_frame)
     ref_w, ref_h = _check_size(reference_size)
     ref_aspect = ref_w / ref_h
     n = len(driving)
@@ -591,6 +658,26 @@ def align_sequence(driving: PoseSequence, reference: PoseFrame, reference_size: 
     meta["driving_size"] = [driving.width, driving.height]
     aligned = PoseSequence(body=body, hands=hands, face=face, fps=driving.fps, width=ref_w,
                            height=ref_h, meta=meta)
+    return aligned, info
+
+
+def _align_auto(driving: PoseSequence, reference: PoseFrame, reference_size: tuple[int, int],
+                alignment_frame: int | None) -> tuple[PoseSequence, AlignmentInfo]:
+    """The official alignment where it works, the robust one where it fails (reasons noted)."""
+    frame = 0 if alignment_frame is None else int(alignment_frame)
+    if not 0 <= frame < len(driving):
+        raise SteadyDancerInputError(f"Alignment frame {frame} is outside the driving clip (0..{len(driving) - 1}).")
+    if not reference.has_person or not driving.frames_with_person().any():
+        return align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
+    reasons = official_failures(reference, reference_size, driving, frame)
+    if not reasons:
+        aligned, info = align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
+        info.notes.insert(0, "auto: the official alignment fits these inputs")
+    else:
+        aligned, info = align_sequence(driving, reference, reference_size, mode="robust",
+                                       alignment_frame=alignment_frame)
+        info.notes[:0] = ["auto: the official alignment would fail, robust used: " + "; ".join(reasons)]
+    aligned.meta["alignment"] = info.to_dict()
     return aligned, info
 
 

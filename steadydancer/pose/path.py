@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
 from ..errors import SteadyDancerInputError
+from .align import MODES as ALIGN_MODES
 from .align import AlignmentInfo, align_sequence, lead_in
 from .augment import augment_sequence
 from .repair import RepairReport, repair_sequence, smooth_sequence
@@ -53,7 +54,7 @@ class PoseOptions:
     max_frames: Optional[int] = None  #: cap on driving frames read (after resampling)
     smooth: float = 0.3  #: temporal smoothing strength in [0, 1]; 0 = off
     repair: bool = True  #: detect and repair corrupted frames
-    align_mode: str = "robust"  #: "robust" (ours) or "official" (SteadyDancer/MusePose)
+    align_mode: str = "auto"  #: "auto" (official unless it fails), "official" or "robust"
     alignment_frame: Optional[int] = None  #: driving frame that sets the scales (None = auto/0)
     lead_in_frames: int = 0  #: frames that move from the character's own pose to the first pose
     seed: int = 0  #: seed of the negative (augmented) condition
@@ -66,8 +67,9 @@ class PoseOptions:
             raise SteadyDancerInputError(f"max_frames must be at least 1, got {self.max_frames}")
         if not 0.0 <= self.smooth <= 1.0:
             raise SteadyDancerInputError(f"smoothing strength must be between 0 and 1, got {self.smooth}")
-        if self.align_mode not in ("robust", "official"):
-            raise SteadyDancerInputError(f"align_mode must be 'robust' or 'official', got {self.align_mode!r}")
+        if self.align_mode not in ALIGN_MODES:
+            raise SteadyDancerInputError(
+                f"align_mode must be one of {', '.join(ALIGN_MODES)}, got {self.align_mode!r}")
         if self.lead_in_frames < 0:
             raise SteadyDancerInputError(f"lead_in_frames must be >= 0, got {self.lead_in_frames}")
 
