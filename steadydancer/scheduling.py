@@ -111,10 +111,11 @@ def plan_windows(
 ) -> list[tuple[int, int]]:
     """``(start, length)`` of each generation window covering ``num_frames`` pixel frames.
 
-    Every length is ``4n + 1`` (the VAE's rule): with ``num_frames``, ``window_frames`` and
-    ``overlap`` all ``4n + 1``, the stride ``window_frames - overlap`` is a multiple of 4 and the
-    last window (shorter, ending exactly at ``num_frames``) is ``4n + 1`` too and longer than the
-    overlap. Window ``k + 1`` starts at the first of the last ``overlap`` frames of window ``k``.
+    Every length is ``4n + 1`` (the VAE's rule) and at most ``window_frames``; window ``k + 1``
+    starts at the first of the last ``overlap`` frames of window ``k``. The fewest windows that
+    fit are used, with lengths as equal as possible: 161 frames in windows of 81 overlapping by 5
+    are 3 x 57, not 81 + 81 + 9 (a 9-frame tail window costs as many steps as a full one and has
+    almost no motion context of its own).
     """
     for value, label in ((num_frames, "num_frames"), (window_frames, "window_frames"), (overlap, "window_overlap")):
         if not is_valid_frame_count(value):
@@ -125,10 +126,17 @@ def plan_windows(
         raise SteadyDancerInputError(
             f"`window_frames` ({window_frames}) must be more than twice `window_overlap` ({overlap})."
         )
-    windows = [(0, window_frames)]
-    while windows[-1][0] + windows[-1][1] < num_frames:
-        start = windows[-1][0] + windows[-1][1] - overlap
-        windows.append((start, min(window_frames, num_frames - start)))
+    # Each window adds `stride = length - overlap` new frames (the first also its `overlap` ones);
+    # strides are multiples of 4 because lengths and overlap are 4n + 1. Split the (num_frames -
+    # overlap) / 4 units of stride as evenly as the fewest windows allow, longer windows first.
+    units, max_units = (num_frames - overlap) // 4, (window_frames - overlap) // 4
+    count = -(-units // max_units)
+    base, extra = divmod(units, count)
+    windows, start = [], 0
+    for k in range(count):
+        length = 4 * (base + (k < extra)) + overlap
+        windows.append((start, length))
+        start += length - overlap
     return windows
 
 

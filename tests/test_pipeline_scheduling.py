@@ -146,3 +146,10 @@ def test_crossfade_goes_from_the_shared_frame_to_the_new_window():
     assert weights[0] == 0 and weights[-1] == 1
     assert torch.all(weights[1:] > weights[:-1])
     assert crossfade_weights(1).tolist() == [0.0]
+
+
+def test_windows_are_balanced_not_a_short_tail():
+    assert plan_windows(161) == [(0, 57), (52, 57), (104, 57)]  # not 81 + 81 + 9
+    assert plan_windows(85) == [(0, 45), (40, 45)]
+    lengths = [length for _, length in plan_windows(401)]
+    assert max(lengths) - min(lengths) <= 4 and len(lengths) == 6
