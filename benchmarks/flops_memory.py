@@ -102,7 +102,7 @@ def check() -> None:
 
     from steadydancer.generation import TransformerShape
     from steadydancer.models.transformer_steadydancer import SteadyDancerTransformer3DModel
-    from tests.tiny_pipeline import build_tiny_components
+    from tests.tiny_pipeline import build_tiny_components, tiny_transformer_inputs
 
     with torch.device("meta"):
         model = SteadyDancerTransformer3DModel()
@@ -114,13 +114,7 @@ def check() -> None:
     tiny = build_tiny_components()["transformer"]
     tiny.set_attention_backend("_native_math")
     f, h, w = 3, 4, 4
-    inputs = dict(
-        hidden_states=torch.randn(1, 16, f, h, w), timestep=torch.tensor([500]),
-        encoder_hidden_states=torch.randn(1, 11, 16), encoder_hidden_states_image=torch.randn(1, 17, 1280),
-        encoder_hidden_states_image_pose=torch.randn(1, 17, 1280), image_condition=torch.randn(1, 20, f, h, w),
-        pose_latents=torch.randn(1, 16, f, h, w), ref_image_latents=torch.randn(1, 36, 1, h, w),
-        ref_pose_latents=torch.randn(1, 36, 1, h, w),
-    )
+    inputs = tiny_transformer_inputs(f, h, w)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         tiny(**inputs)
     counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}

@@ -18,7 +18,7 @@ from steadydancer.generation import (
     weights_bytes,
 )
 from steadydancer.models.transformer_steadydancer import SteadyDancerTransformer3DModel
-from tests.tiny_pipeline import build_tiny_components
+from tests.tiny_pipeline import build_tiny_components, tiny_transformer_inputs
 
 POSE_MODULES = ("condition_embedding_temporal", "condition_embedding_spatial", "condition_embedding_align")
 
@@ -41,13 +41,7 @@ def test_flops_match_torch_flop_counter_on_a_real_forward(num_frames):
     model.set_attention_backend("_native_math")  # explicit matmuls, so the attention FLOPs are counted
     height = width = 32
     f, h, w = (num_frames - 1) // 4 + 1, height // 8, width // 8
-    inputs = dict(
-        hidden_states=torch.randn(1, 16, f, h, w), timestep=torch.tensor([500]),
-        encoder_hidden_states=torch.randn(1, 11, 16), encoder_hidden_states_image=torch.randn(1, 17, 1280),
-        encoder_hidden_states_image_pose=torch.randn(1, 17, 1280), image_condition=torch.randn(1, 20, f, h, w),
-        pose_latents=torch.randn(1, 16, f, h, w), ref_image_latents=torch.randn(1, 36, 1, h, w),
-        ref_pose_latents=torch.randn(1, 36, 1, h, w),
-    )
+    inputs = tiny_transformer_inputs(f, h, w)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(**inputs)
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}

@@ -29,6 +29,8 @@ TINY_TEXT_LEN = 16
 #: 8 heads), so the tiny model keeps those to round-trip through it; everything else is tiny.
 TINY_IMAGE_DIM = 1280
 TINY_CLIP_SIZE = 32
+#: CLIP tokens of a 32 x 32 image with the tiny patch size: 16 patches + the class token.
+TINY_CLIP_TOKENS = 17
 #: A tiny vocabulary: enough words for test prompts; anything else maps to <unk>.
 TINY_WORDS = (
     "a person dancing in the street on stage with red blue green shirt and hat jumps turns waves "
@@ -156,6 +158,22 @@ def tiny_inputs(num_frames: int = 5, size: tuple[int, int] = (32, 32), seed: int
     positive = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_frames)]
     negative = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_frames)]
     return image, positive, negative
+
+
+def tiny_transformer_inputs(frames: int, height: int, width: int, batch: int = 1, text_tokens: int = 11,
+                            seed: int | None = None) -> dict:
+    """Random forward arguments of the tiny transformer for a latent of ``frames x height x width``."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    b, f, h, w = batch, frames, height, width
+    return dict(
+        hidden_states=torch.randn(b, 16, f, h, w), timestep=torch.tensor([500] * b),
+        encoder_hidden_states=torch.randn(b, text_tokens, TINY_TEXT_DIM),
+        encoder_hidden_states_image=torch.randn(b, TINY_CLIP_TOKENS, 1280),
+        encoder_hidden_states_image_pose=torch.randn(b, TINY_CLIP_TOKENS, 1280),
+        image_condition=torch.randn(b, 20, f, h, w), pose_latents=torch.randn(b, 16, f, h, w),
+        ref_image_latents=torch.randn(b, 36, 1, h, w), ref_pose_latents=torch.randn(b, 36, 1, h, w),
+    )
 
 
 _SHARED_PATH: Path | None = None
