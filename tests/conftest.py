@@ -16,6 +16,19 @@ EXAMPLES = REPO_ROOT / "examples"
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
 
 
+# A standing person facing the camera, in units of image height (x, y); "right" is the person's
+# right, i.e. the image's left. Shared by the alignment and repair tests.
+STANDING = {
+    "nose": (0.50, 0.20), "neck": (0.50, 0.30),
+    "right_shoulder": (0.42, 0.30), "right_elbow": (0.39, 0.42), "right_wrist": (0.37, 0.52),
+    "left_shoulder": (0.58, 0.30), "left_elbow": (0.61, 0.42), "left_wrist": (0.63, 0.52),
+    "right_hip": (0.45, 0.55), "right_knee": (0.44, 0.71), "right_ankle": (0.44, 0.86),
+    "left_hip": (0.55, 0.55), "left_knee": (0.56, 0.71), "left_ankle": (0.56, 0.86),
+    "right_eye": (0.48, 0.18), "left_eye": (0.52, 0.18), "right_ear": (0.46, 0.19),
+    "left_ear": (0.54, 0.19),
+}
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
