@@ -402,8 +402,7 @@ def test_example_motion_preview(app, astronaut_path, monkeypatch):
     """The gr.Examples entry (cached lazily): the project's motion, its poses.json, no detector."""
     monkeypatch.setattr(app, "DEFAULT_FRAMES", 17)  # keep the test short; the app uses 81
     motions = app.project_motions()
-    if "dance_keyframes" not in motions:
-        pytest.skip("examples/dance_keyframes.poses.json is not there yet")
+    assert "dance_keyframes" in motions, "the shipped example motion (examples/dance_keyframes.*) is missing"
     preview_path, pose_path, report, poses = app.preview_example(str(astronaut_path),
                                                                  str(motions["dance_keyframes"]["video"]),
                                                                  "dance_keyframes")
