@@ -40,7 +40,8 @@ from typing import Any, Callable, Optional
 import gradio as gr
 import numpy as np
 
-from steadydancer.constants import DEFAULT_PROMPT, MODEL_FPS, RESOLUTION_AREAS, nearest_valid_frame_count, size_for_area
+from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count, size_for_area
+from steadydancer.settings import DEFAULT_PROMPT, RESOLUTION_AREAS
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.pose.path import (
     AlignedPoses,
@@ -128,7 +129,7 @@ class AppConfig:
 
     @classmethod
     def from_env(cls) -> "AppConfig":
-        from steadydancer.generation import default_model
+        from steadydancer.weights import default_model
 
         tmp = os.environ.get("STEADYDANCER_APP_TMP")
         return cls(
@@ -694,8 +695,7 @@ def get_pipeline(preset: str):
 def _local_transformer_bytes() -> Optional[int]:
     """Size of the transformer weights when they are on this machine (None if not, e.g. a repo id
     not downloaded yet)."""
-    from steadydancer.generation import default_encoders
-    from steadydancer.pipeline import resolve_weights
+    from steadydancer.weights import default_encoders, resolve_weights
 
     try:
         location = resolve_weights(CONFIG.model, default_encoders(), offline=True)
@@ -725,7 +725,7 @@ def check_runtime() -> None:
 
 def estimate_seconds(settings: GenerationSettings, width: int, height: int) -> float:
     """GPU seconds this generation needs (generation's cost model, scaled to the GPU slice)."""
-    from steadydancer.generation import H200_TRANSFORMER_TFLOPS, H200_VAE_TFLOPS, estimate_gpu_seconds
+    from steadydancer.costs import H200_TRANSFORMER_TFLOPS, H200_VAE_TFLOPS, estimate_gpu_seconds
 
     return float(estimate_gpu_seconds(
         settings.num_frames, settings.steps, height, width, guidance_scale=settings.guidance_scale,
@@ -771,7 +771,7 @@ def run_generation(reference_image, positive, negative, settings: GenerationSett
         return generate_video(
             pipe, reference_image, positive, negative,
             prompt=settings.prompt, negative_prompt=settings.negative_prompt or None,
-            num_frames=settings.num_frames, steps=settings.steps, guidance_scale=settings.guidance_scale,
+            num_frames=settings.num_frames, num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale,
             condition_guidance_scale=settings.condition_guidance_scale,
             condition_window=settings.condition_window, shift=settings.shift, seed=settings.seed,
             max_area=settings.max_area, progress=on_progress,
@@ -1147,9 +1147,9 @@ def build_demo() -> gr.Blocks:
 def sampling_defaults(preset: str, resolution: str) -> tuple[int, float, float, float]:
     """(steps, guidance, condition guidance, shift) a preset samples with: the official settings,
     or the preset's own (fast: 4 steps, no guidance passes)."""
-    from steadydancer.generation import resolve_sampling
+    from steadydancer.settings import SamplingSettings
 
-    sampling = resolve_sampling(str(preset).replace("-", "_"))
+    sampling = SamplingSettings.resolve(str(preset).replace("-", "_"))
     shift = sampling.shift if sampling.shift is not None else RESOLUTIONS.get(resolution, (0, 5.0))[1]
     return sampling.num_inference_steps, sampling.guidance_scale, sampling.condition_guidance_scale, shift
 

@@ -20,20 +20,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steadydancer.generation import (  # noqa: E402
+from steadydancer.costs import (  # noqa: E402
     FIXED_SECONDS,
     H200_TRANSFORMER_TFLOPS,
     H200_VAE_TFLOPS,
     REAL_14B,
     activation_bytes,
     estimate_gpu_seconds,
-    resolve_sampling,
     transformer_param_count,
     transformer_pass_flops,
     vae_flops,
     weights_bytes,
 )
-from steadydancer.scheduling import count_transformer_passes  # noqa: E402
+from steadydancer.plan import count_transformer_passes  # noqa: E402
+from steadydancer.settings import SamplingSettings  # noqa: E402
 
 RESOLUTIONS = {"480p": (480, 832), "576p (official 1024*576)": (576, 1024), "720p": (720, 1280)}
 PRESETS = ("quality", "balanced", "low_vram", "fast")
@@ -41,7 +41,7 @@ GB = 1e9
 
 
 def passes_per_clip(preset: str) -> int:
-    s = resolve_sampling(preset)
+    s = SamplingSettings.resolve(preset)
     return count_transformer_passes(s.num_inference_steps, s.guidance_scale, s.condition_guidance_scale,
                                     s.condition_window)
 
@@ -49,7 +49,7 @@ def passes_per_clip(preset: str) -> int:
 def gpu_memory(preset: str, height: int, width: int, frames: int = 81) -> float:
     """Peak GPU bytes while denoising (weights resident on the GPU + activations of one call)."""
     w = weights_bytes()
-    s = resolve_sampling(preset)
+    s = SamplingSettings.resolve(preset)
     widest = 3 if s.condition_guidance_scale else (2 if s.guidance_scale != 1 else 1)
     if preset == "low_vram":  # group offloading: ~2 blocks resident; passes one by one
         block = 2 * (10 * REAL_14B.dim**2 + 2 * REAL_14B.dim * REAL_14B.ffn_dim)
@@ -82,7 +82,7 @@ def print_tables() -> None:
     print(f"  {'preset':9} {'steps':>5} {'passes':>6}  " + "  ".join(
         f"{label.split()[0] + ' PFLOP':>11} {'GPU GB':>6} {'est. s':>7}" for label in RESOLUTIONS))
     for preset in PRESETS:
-        s = resolve_sampling(preset)
+        s = SamplingSettings.resolve(preset)
         cells = []
         for h, w in RESOLUTIONS.values():
             total = passes_per_clip(preset) * transformer_pass_flops(81, h, w)["total"] + vae_flops(81, h, w)
@@ -100,7 +100,7 @@ def check() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from steadydancer.generation import TransformerShape
+    from steadydancer.costs import TransformerShape
     from steadydancer.models.transformer_steadydancer import SteadyDancerTransformer3DModel
     from tests.tiny_pipeline import build_tiny_components, tiny_transformer_inputs
 

@@ -42,8 +42,10 @@ def write_tiny_lora(path: str, dim: int = 24, rank: int = 4) -> None:
 
 
 def run_preset(preset: str, frames: int, model_path) -> dict:
-    from steadydancer.generation import estimate_gpu_seconds, generate_video, load_pipeline, resolve_sampling
-    from steadydancer.scheduling import count_transformer_passes, plan_windows
+    from steadydancer.costs import estimate_gpu_seconds
+    from steadydancer.generation import generate_video, load_pipeline
+    from steadydancer.plan import count_transformer_passes, plan_windows
+    from steadydancer.settings import SamplingSettings
     from tests.tiny_pipeline import tiny_inputs
 
     pipe = load_pipeline(model_path, preset=preset, device="cpu", offline=True)
@@ -57,7 +59,7 @@ def run_preset(preset: str, frames: int, model_path) -> dict:
     generate_video(pipe, image, positive, negative, prompt="a person dancing", max_area=32 * 32, seed=0)
     wall = time.perf_counter() - start
     handle.remove()
-    s = resolve_sampling(preset)
+    s = SamplingSettings.resolve(preset)
     windows = plan_windows(frames)
     predicted = len(windows) * count_transformer_passes(
         s.num_inference_steps, s.guidance_scale, s.condition_guidance_scale, s.condition_window

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .constants import MODEL_FPS
+from . import settings
 from .errors import MissingWeightsError, SteadyDancerInputError
 
 
@@ -39,21 +39,30 @@ class _Progress:
         self.stream.write(f"{message} ({time.time() - self.start:.1f} s)\n")
 
 
+def _flag(setting) -> str:
+    return "--" + setting.name.replace("_", "-")
+
+
+def _add_range(group, setting, *aliases, default=None, help=None, **kwargs) -> None:
+    """An option for a :class:`~steadydancer.settings.Range`: its name, type and help from the table
+    (the value is checked against the table's limits when the command runs)."""
+    group.add_argument(_flag(setting), *aliases, dest=setting.name, type=int if setting.integer else float,
+                       default=default, help=help or f"{setting.help} (default {setting.default})", **kwargs)
+
+
 def _add_pose_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pose path")
-    g.add_argument("--fps", type=float, default=MODEL_FPS,
-                   help=f"resample the driving clip to this frame rate (default {MODEL_FPS}, the model's; 0 keeps every frame)")
+    _add_range(g, settings.FPS, default=settings.FPS.default, help=settings.FPS.help)
     g.add_argument("--max-frames", type=int, default=None, help="read at most this many driving frames")
-    g.add_argument("--smooth", type=float, default=0.3, help="temporal smoothing strength 0..1 (0 = off; default 0.3)")
+    _add_range(g, settings.SMOOTH, default=settings.SMOOTH.default)
     g.add_argument("--no-repair", action="store_true", help="do not repair corrupted frames")
-    g.add_argument("--align", choices=("auto", "official", "robust"), default="auto",
-                   help="alignment: auto (default: the official SteadyDancer/MusePose rule, robust where it "
-                        "fails), official, or robust")
-    g.add_argument("--alignment-frame", type=int, default=None,
-                   help="driving frame that sets the body proportions (default: chosen automatically)")
-    g.add_argument("--lead-in", type=int, default=0,
-                   help="frames that move from the character's own pose to the first driving pose")
-    g.add_argument("--seed", type=int, default=0, help="seed (negative pose augmentation; and sampling for generate)")
+    g.add_argument("--align", dest="align_mode", choices=tuple(settings.ALIGN_MODE.choices),
+                   default=settings.ALIGN_MODE.default, help=settings.ALIGN_MODE.help)
+    _add_range(g, settings.ALIGNMENT_FRAME, default=None, help="driving frame that sets the body proportions "
+               "(default: chosen automatically)")
+    _add_range(g, settings.LEAD_IN_FRAMES, "--lead-in", default=settings.LEAD_IN_FRAMES.default)
+    _add_range(g, settings.SEED, default=settings.SEED.default,
+               help=f"seed (negative pose augmentation; and sampling for generate; default {settings.SEED.default})")
     g.add_argument("--draw-face", action="store_true", help="draw face points (the official conditions do not)")
 
 
@@ -62,8 +71,8 @@ def _pose_options(args):
 
     return PoseOptions(
         fps=args.fps, max_frames=args.max_frames, smooth=args.smooth, repair=not args.no_repair,
-        align_mode=args.align, alignment_frame=args.alignment_frame, lead_in_frames=args.lead_in,
-        seed=args.seed, draw_face=args.draw_face,
+        align_mode=args.align_mode, alignment_frame=args.alignment_frame, lead_in_frames=args.lead_in_frames,
+        seed=settings.SEED.check(args.seed), draw_face=args.draw_face,
     )
 
 
@@ -86,17 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoders", default=None,
                    help="Wan2.1-I2V diffusers folder or repo id for the VAE / UMT5 / CLIP (when --model has none)")
     g.add_argument("--offline", action="store_true", help="never download; use local files / the HF cache only")
-    g.add_argument("--frames", type=int, default=None, help="frames to generate (4n+1; default: the whole clip, up to 81 per window)")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps (default 40; the fast preset 4)")
-    g.add_argument("--preset", default="quality", help="quality | balanced | low-vram | fast")
-    g.add_argument("--resolution", default="720p", choices=("480p", "720p"),
-                   help="max area class: 720p = 1024*576 (official, default), 480p = 832*480")
-    g.add_argument("--max-area", type=int, default=None, help="max width*height in pixels (overrides --resolution)")
-    g.add_argument("--prompt", default=None, help="text prompt (default: a generic dance prompt)")
-    g.add_argument("--negative-prompt", default=None, help="negative prompt (default: Wan's)")
-    g.add_argument("--guidance", type=float, default=None, help="text guidance scale (default 5.0)")
-    g.add_argument("--condition-guidance", type=float, default=None, help="pose-condition guidance scale")
-    g.add_argument("--shift", type=float, default=None, help="flow shift (default 5.0; 3.0 advised for 480p)")
+    s = g.add_argument_group("sampling (defaults: the official values; a preset may change them)")
+    _add_range(s, settings.NUM_FRAMES, "--frames", help=settings.NUM_FRAMES.help)
+    _add_range(s, settings.NUM_INFERENCE_STEPS, "--steps")
+    s.add_argument("--preset", default=settings.PRESET.default, help=" | ".join(settings.PRESET.choices))
+    s.add_argument("--resolution", default=settings.RESOLUTION.default, choices=tuple(settings.RESOLUTION.choices),
+                   help=settings.RESOLUTION.help)
+    s.add_argument("--max-area", type=int, default=None, help="max width*height in pixels (overrides --resolution)")
+    s.add_argument("--prompt", default=None, help="text prompt (default: a generic dance prompt)")
+    s.add_argument("--negative-prompt", default=None, help="negative prompt (default: the official one)")
+    _add_range(s, settings.GUIDANCE_SCALE, "--guidance")
+    _add_range(s, settings.CONDITION_GUIDANCE_SCALE, "--condition-guidance")
+    _add_range(s, settings.CONDITION_WINDOW_START)
+    _add_range(s, settings.CONDITION_WINDOW_END)
+    _add_range(s, settings.SHIFT)
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_pose_options(g)
@@ -104,11 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_pose(args) -> int:
+    from .generation import audio_source
     from .pose.path import run_pose_path, write_pose_outputs
 
     progress = _Progress()
     result = run_pose_path(args.image, args.video, _pose_options(args), progress=progress)
-    audio = result.driving.video if args.audio else None
+    audio = audio_source(result) if args.audio else None
     paths = write_pose_outputs(result, args.out, audio_from=audio, progress=progress)
     progress.done(f"{len(result.aligned.positive)} frames written to {args.out}")
     report = result.cleaned.report.summary()
@@ -120,36 +133,37 @@ def run_pose(args) -> int:
 
 
 def run_generate(args) -> int:
-    from .constants import DEFAULT_PROMPT, MODEL_FPS, RESOLUTION_AREAS, size_for_area
-    from .generation import check_model, generate_video, load_pipeline
-    from .pose.path import render_conditions, run_pose_path
-    from .video import write_video
+    from .generation import check_model, load_pipeline, prepare_job, run_job, write_result
+    from .pose.path import run_pose_path
 
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise SteadyDancerInputError(f"--out must be an .mp4 file, got {out.name}")
+    preset = settings.PRESET.check(args.preset)
+    window = None
+    if args.condition_window_start is not None or args.condition_window_end is not None:
+        window = (settings.CONDITION_WINDOW_START.default if args.condition_window_start is None
+                  else args.condition_window_start,
+                  settings.CONDITION_WINDOW_END.default if args.condition_window_end is None
+                  else args.condition_window_end)
+    sampling = settings.SamplingSettings.resolve(
+        preset, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+        condition_guidance_scale=args.condition_guidance_scale, condition_window=window, shift=args.shift)
+    if args.num_frames is not None:
+        settings.NUM_FRAMES.check(args.num_frames)
+    max_area = args.max_area or settings.RESOLUTION_AREAS[settings.RESOLUTION.check(args.resolution)]
     progress = _Progress()
     # Fail before the (minutes-long) pose path when the weights or the GPU are not there.
     check_model(args.model, device=args.device, offline=args.offline or None, encoders=args.encoders)
-    options = _pose_options(args)
-    poses = run_pose_path(args.image, args.video, options, progress=lambda f, m: progress(0.1 * f, m))
-    max_area = args.max_area or RESOLUTION_AREAS[args.resolution]
-    size = size_for_area(*poses.reference.size, max_area)
-    positive, negative = render_conditions(poses.reference, poses.aligned, options, size=size)
-    progress(0.1, f"loading the model ({args.preset})")
-    pipe = load_pipeline(args.model, preset=args.preset, device=args.device, offline=args.offline or None,
+    poses = run_pose_path(args.image, args.video, _pose_options(args), progress=lambda f, m: progress(0.1 * f, m))
+    job = prepare_job(poses, max_area=max_area, num_frames=args.num_frames)
+    progress(0.1, f"loading the model ({preset})")
+    pipe = load_pipeline(args.model, preset=preset, device=args.device, offline=args.offline or None,
                          encoders=args.encoders)
-    frames = generate_video(
-        pipe, poses.reference.image, positive, negative,
-        prompt=args.prompt or DEFAULT_PROMPT, negative_prompt=args.negative_prompt,
-        num_frames=args.frames, steps=args.steps, guidance_scale=args.guidance,
-        condition_guidance_scale=args.condition_guidance, shift=args.shift, seed=args.seed,
-        max_area=max_area, progress=lambda f, m: progress(0.15 + 0.85 * f, m),
-    )
-    # The driving clip's sound fits only when the video starts with the clip (no lead-in).
-    audio = None if args.no_audio or options.lead_in_frames else poses.driving.video
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(out, frames, MODEL_FPS if options.fps <= 0 else options.fps, audio_from=audio)
+    frames = run_job(pipe, job, sampling, prompt=args.prompt or settings.DEFAULT_PROMPT,
+                     negative_prompt=args.negative_prompt, seed=args.seed,
+                     progress=lambda f, m: progress(0.15 + 0.85 * f, m))
+    write_result(out, frames, job, poses, audio=not args.no_audio)
     progress.done(f"{len(frames)} frames written to {out}")
     return 0
 

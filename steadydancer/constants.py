@@ -1,4 +1,6 @@
-"""Constants that more than one module needs: defined once, here."""
+"""The model's geometry (frame rate, strides, the 4n + 1 rule, the size rule): defined once, here.
+
+Defaults and limits of the product live in :mod:`steadydancer.settings`."""
 
 #: SteadyDancer (Wan2.1) was trained on 16 fps clips; pose sequences are resampled to this rate.
 MODEL_FPS = 16
@@ -9,8 +11,7 @@ VAE_TEMPORAL_STRIDE = 4
 VAE_SPATIAL_STRIDE = 8
 SIZE_MULTIPLE = 16
 
-#: The official generator's frame count and max area (1024*576).
-DEFAULT_NUM_FRAMES = 81
+#: The official generator's max area (1024*576). Every other default lives in :mod:`steadydancer.settings`.
 DEFAULT_MAX_AREA = 1024 * 576
 
 
@@ -44,12 +45,3 @@ def size_for_area(width: int, height: int, max_area: int = DEFAULT_MAX_AREA,
     h = int(math.sqrt(max_area * aspect) // multiple) * multiple
     w = int(math.sqrt(max_area / aspect) // multiple) * multiple
     return max(w, multiple), max(h, multiple)
-
-#: Max areas of the resolution presets: the official 1024*576 ("720p" class) and Wan's 832*480.
-RESOLUTION_AREAS = {"720p": 1024 * 576, "480p": 832 * 480}
-
-#: The prompt used when the user gives none: it describes what every SteadyDancer video is.
-DEFAULT_PROMPT = (
-    "A person dancing with natural, fluid movements, consistent appearance and clothing, "
-    "steady camera, sharp details, high quality."
-)

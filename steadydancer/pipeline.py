@@ -52,7 +52,20 @@ from transformers import CLIPVisionModel, PreTrainedTokenizerBase, UMT5EncoderMo
 from transformers.image_processing_utils import BaseImageProcessor
 
 from .constants import DEFAULT_MAX_AREA, VAE_TEMPORAL_STRIDE, is_valid_frame_count, latent_frame_count, size_for_area
-from .errors import MissingWeightsError, SteadyDancerInputError
+from .errors import SteadyDancerInputError
+from .settings import (
+    CONDITION_GUIDANCE_SCALE,
+    CONDITION_WINDOW_END,
+    CONDITION_WINDOW_START,
+    DEFAULT_NEGATIVE_PROMPT,
+    GUIDANCE_SCALE,
+    NUM_INFERENCE_STEPS,
+    SHIFT_DEFAULT,
+    SOLVER,
+    WINDOW_FRAMES,
+    WINDOW_OVERLAP,
+    recommended_shift,
+)
 from .models.transformer_steadydancer import SteadyDancerTransformer3DModel
 from .scheduling import (  # noqa: F401  (plan_windows, crossfade_weights re-exported)
     SOLVERS,
@@ -64,52 +77,9 @@ from .scheduling import (  # noqa: F401  (plan_windows, crossfade_weights re-exp
     plan_windows,
     set_schedule,
 )
+from .weights import DEFAULT_ENCODERS_ID, DEFAULT_MODEL_ID
 
 logger = logging.get_logger(__name__)
-
-#: The official negative prompt: Wan2.1's ``sample_neg_prompt`` prefixed with "镜头晃动，" (camera shake).
-DEFAULT_NEGATIVE_PROMPT = (
-    "镜头晃动，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
-    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，"
-    "形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-)
-
-#: Sampling defaults (official generator and README example run).
-DEFAULT_NUM_STEPS = 40
-DEFAULT_GUIDANCE_SCALE = 5.0
-#: The README example uses 1.0, the official CLI 1.5 (its class 2.0); 1.0-1.5 is the useful range.
-DEFAULT_CONDITION_GUIDANCE_SCALE = 1.0
-DEFAULT_CONDITION_WINDOW = (0.1, 0.4)
-DEFAULT_SHIFT = 5.0
-#: Wan's advice for 480p (832*480 and smaller): shift 3.0.
-SHIFT_480P = 3.0
-AREA_480P = 832 * 480
-#: The official generator's clip length (81 frames = 5 s at 16 fps) is the default window.
-DEFAULT_WINDOW_FRAMES = 81
-DEFAULT_WINDOW_OVERLAP = 5
-
-#: Where the weights come from by default (see :func:`resolve_weights`).
-DEFAULT_MODEL_ID = "MCG-NJU/SteadyDancer-14B"
-DEFAULT_ENCODERS_ID = "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"
-TRANSFORMER_PATTERNS = ("config.json", "diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.json")
-ENCODER_COMPONENTS = ("vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
-ENCODER_PATTERNS = (
-    "vae/*.json",
-    "vae/*.safetensors",
-    "text_encoder/*.json",
-    "text_encoder/*.safetensors",
-    "tokenizer/*",
-    "image_encoder/*.json",
-    "image_encoder/*.safetensors",
-    "image_processor/*",
-)
-DIFFUSERS_PATTERNS = ("model_index.json", "scheduler/*", "transformer/*.json", "transformer/*.safetensors") + ENCODER_PATTERNS
-
-
-def recommended_shift(height: int, width: int) -> float:
-    """Flow shift for a resolution: 3.0 up to 480p area (Wan's advice), else 5.0 (official default)."""
-    return SHIFT_480P if height * width <= AREA_480P else DEFAULT_SHIFT
-
 
 # =============================================================================================
 # Frames in and out
@@ -269,6 +239,9 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         transformer ([`SteadyDancerTransformer3DModel`]): the denoiser.
         image_processor ([`~transformers.CLIPImageProcessor`], *optional*): only its normalisation
             mean/std are used (the resize follows the official preprocessing).
+        preset (`str`, *optional*): the memory / speed preset the weights were laid out with
+            (:func:`steadydancer.presets.apply_preset` records it here, in the pipeline's config, and the
+            generation entry points read its sampling overrides from ``pipe.config.preset``).
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
@@ -284,6 +257,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         image_encoder: CLIPVisionModel,
         transformer: SteadyDancerTransformer3DModel,
         image_processor: BaseImageProcessor | None = None,
+        preset: str | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -295,11 +269,12 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             transformer=transformer,
             image_processor=image_processor,
         )
+        self.register_to_config(preset=preset)
         self.vae_scale_factor_temporal = self.vae.config.scale_factor_temporal if getattr(self, "vae", None) else 4
         self.vae_scale_factor_spatial = self.vae.config.scale_factor_spatial if getattr(self, "vae", None) else 8
         #: Run the guidance passes of a step as one batch (set False by the low-VRAM preset).
         self.batch_guidance_passes = True
-        self._guidance_scale = DEFAULT_GUIDANCE_SCALE
+        self._guidance_scale = GUIDANCE_SCALE.default
         self._num_timesteps = 0
         self._current_timestep = None
         self._current_window = 0
@@ -487,7 +462,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         height,
         width,
         solver,
-        condition_guidance_window,
+        condition_window,
         callback_on_step_end_tensor_inputs,
         output_type,
     ):
@@ -506,9 +481,9 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise SteadyDancerInputError(f"height and width must be multiples of {multiple}; got {height}x{width}.")
         if solver not in SOLVERS:
             raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}.")
-        start, end = condition_guidance_window
+        start, end = condition_window
         if not 0.0 <= start <= end <= 1.0:
-            raise ValueError(f"`condition_guidance_window` must be (start, end) with 0 <= start <= end <= 1.")
+            raise ValueError(f"`condition_window` must be (start, end) with 0 <= start <= end <= 1.")
         if callback_on_step_end_tensor_inputs is not None and not all(
             k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
         ):
@@ -529,14 +504,14 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         width: int | None = None,
         max_area: int = DEFAULT_MAX_AREA,
         num_frames: int | None = None,
-        num_inference_steps: int = DEFAULT_NUM_STEPS,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-        condition_guidance_scale: float = DEFAULT_CONDITION_GUIDANCE_SCALE,
-        condition_guidance_window: tuple[float, float] = DEFAULT_CONDITION_WINDOW,
+        num_inference_steps: int = NUM_INFERENCE_STEPS.default,
+        guidance_scale: float = GUIDANCE_SCALE.default,
+        condition_guidance_scale: float = CONDITION_GUIDANCE_SCALE.default,
+        condition_window: tuple[float, float] = (CONDITION_WINDOW_START.default, CONDITION_WINDOW_END.default),
         shift: float | None = None,
-        solver: str = "unipc",
-        window_frames: int = DEFAULT_WINDOW_FRAMES,
-        window_overlap: int = DEFAULT_WINDOW_OVERLAP,
+        solver: str = SOLVER.default,
+        window_frames: int = WINDOW_FRAMES.default,
+        window_overlap: int = WINDOW_OVERLAP.default,
         window_color_match: bool = True,
         batch_guidance_passes: bool | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -572,7 +547,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             num_inference_steps (`int`, defaults to 40): denoising steps per window.
             guidance_scale (`float`, defaults to 5.0): text CFG scale (1.0: no text-unconditional pass).
             condition_guidance_scale (`float`, defaults to 1.0): pose-condition guidance scale.
-            condition_guidance_window (`(float, float)`, defaults to (0.1, 0.4)): the condition pass
+            condition_window (`(float, float)`, defaults to (0.1, 0.4)): the condition pass
                 runs at step ``i`` of ``N`` iff ``start < i / N < end`` (strict, as the official code).
             shift (`float`, *optional*): flow shift; default 5.0, or 3.0 at 480p area and below.
             solver (`str`, defaults to ``"unipc"``): ``unipc`` (official), ``euler`` or ``lcm``
@@ -609,7 +584,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
 
     def _generate(
         self, *, image, pose_video, negative_pose_video, prompt, negative_prompt, height, width, max_area, num_frames,
-        num_inference_steps, guidance_scale, condition_guidance_scale, condition_guidance_window, shift, solver,
+        num_inference_steps, guidance_scale, condition_guidance_scale, condition_window, shift, solver,
         window_frames, window_overlap, window_color_match, batch_guidance_passes, generator, latents, prompt_embeds,
         negative_prompt_embeds, output_type, return_dict, attention_kwargs, callback_on_step_end,
         callback_on_step_end_tensor_inputs, max_sequence_length,
@@ -631,7 +606,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             shift = recommended_shift(height, width)
         self.check_inputs(
             prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, height, width, solver,
-            condition_guidance_window, callback_on_step_end_tensor_inputs, output_type,
+            condition_window, callback_on_step_end_tensor_inputs, output_type,
         )
         available = positive.count if negative is None else min(positive.count, negative.count)
         if num_frames is None:
@@ -698,7 +673,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 negative_pose_latents = None
                 if use_condition_guidance and any(
                     "uncond_condition" in passes_for_step(i, num_inference_steps, guidance_scale,
-                                                          condition_guidance_scale, condition_guidance_window)
+                                                          condition_guidance_scale, condition_window)
                     for i in range(num_inference_steps)
                 ):
                     negative_pose_latents = self.encode_video(negative.window(start, length, height, width)[None], device)
@@ -755,7 +730,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     inputs,
                     guidance_scale=guidance_scale,
                     condition_guidance_scale=condition_guidance_scale,
-                    condition_window=condition_guidance_window,
+                    condition_window=condition_window,
                     generator=generator,
                     batch_passes=batch_passes,
                     attention_kwargs=attention_kwargs,
@@ -822,6 +797,8 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         from diffusers import UniPCMultistepScheduler
         from transformers import AutoTokenizer
 
+        from .weights import resolve_weights
+
         location = resolve_weights(model, encoders, offline=offline, cache_dir=cache_dir, revision=revision)
         if location.pipeline_dir is not None:
             return cls.from_pretrained(
@@ -838,7 +815,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if (scheduler_dir / "scheduler_config.json").is_file():
             scheduler = UniPCMultistepScheduler.from_pretrained(str(scheduler_dir))
         else:
-            scheduler = build_scheduler("unipc", DEFAULT_SHIFT)
+            scheduler = build_scheduler(SOLVER.default, SHIFT_DEFAULT)
         image_processor = None
         if (Path(enc) / "image_processor").is_dir():
             from transformers import AutoImageProcessor
@@ -853,165 +830,3 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             transformer=transformer,
             image_processor=image_processor,
         )
-
-
-# =============================================================================================
-# Where the weights are
-# =============================================================================================
-
-
-@dataclass
-class WeightsLocation:
-    """Local folders to load from: either ``pipeline_dir`` (diffusers format) or
-    ``transformer_dir`` (official names or diffusers names) + ``encoders_dir`` (Wan2.1-I2V diffusers
-    folder with ``vae/ text_encoder/ tokenizer/ image_encoder/ [image_processor/]``)."""
-
-    pipeline_dir: Path | None = None
-    transformer_dir: Path | None = None
-    encoders_dir: Path | None = None
-
-
-def _is_offline(offline: bool | None) -> bool:
-    if offline is not None:
-        return offline
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE")
-    return constants.HF_HUB_OFFLINE if env is None else env.upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _has_transformer_weights(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and any(folder.glob("diffusion_pytorch_model*.safetensors"))
-
-
-def _has_encoders(folder: Path) -> bool:
-    return all((folder / name).is_dir() for name in ("vae", "text_encoder", "tokenizer", "image_encoder"))
-
-
-def missing_weights_message(model, encoders, reason: str, offline: bool) -> str:
-    """The exact instructions shown when weights are missing."""
-    lines = [
-        f"SteadyDancer weights are missing: {reason}",
-        "",
-        "Get them once (the 14B SteadyDancer transformer and the Wan2.1 VAE / UMT5 / CLIP files, tens of GB):",
-        # `hf` takes one pattern per --include (a bare second pattern would be read as a file name).
-        f"  hf download {DEFAULT_MODEL_ID} --include 'config.json' --include 'diffusion_pytorch_model*'",
-        f"  hf download {DEFAULT_ENCODERS_ID} "
-        + " ".join(f"--include '{c}/*'" for c in ENCODER_COMPONENTS),
-        "or point the model at local folders: --model / STEADYDANCER_MODEL = a diffusers-format pipeline "
-        "folder (model_index.json) or a SteadyDancer transformer folder (config.json + "
-        "diffusion_pytorch_model*.safetensors); --encoders / STEADYDANCER_ENCODERS = a Wan2.1-I2V "
-        "diffusers folder with vae/, text_encoder/, tokenizer/, image_encoder/.",
-    ]
-    if offline:
-        lines.append("Offline mode is on (HF_HUB_OFFLINE=1): unset it to allow the download, or download first.")
-    lines.append(f"(asked for model={model!s}, encoders={encoders!s})")
-    return "\n".join(lines)
-
-
-def _download(repo_id: str, patterns: Sequence[str], *, offline: bool, cache_dir, revision, model, encoders) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        return Path(
-            snapshot_download(
-                repo_id,
-                allow_patterns=list(patterns),
-                local_files_only=offline,
-                cache_dir=cache_dir,
-                revision=revision,
-            )
-        )
-    except (LocalEntryNotFoundError, RepositoryNotFoundError, FileNotFoundError) as error:
-        where = "in the local Hugging Face cache" if offline else "on the Hugging Face Hub"
-        raise MissingWeightsError(
-            missing_weights_message(model, encoders, f"{repo_id} not found {where} ({type(error).__name__}).", offline)
-        ) from error
-    except (HfHubHTTPError, OSError) as error:
-        raise MissingWeightsError(
-            missing_weights_message(model, encoders, f"downloading {repo_id} failed: {error}", offline)
-        ) from error
-
-
-def resolve_weights(
-    model: str | os.PathLike = DEFAULT_MODEL_ID,
-    encoders: str | os.PathLike | None = DEFAULT_ENCODERS_ID,
-    *,
-    offline: bool | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    revision: str | None = None,
-) -> WeightsLocation:
-    r"""Find (downloading if allowed) the folders to load SteadyDancer from.
-
-    ``model`` is a local folder or a Hub repo id holding either a diffusers-format pipeline
-    (``model_index.json``) or a SteadyDancer transformer (``config.json`` +
-    ``diffusion_pytorch_model*.safetensors``, at the root -- the official layout -- or under
-    ``transformer/``). The encoders come from the same folder when it has diffusers-format
-    ``vae/ text_encoder/ tokenizer/ image_encoder/`` subfolders, else from ``encoders`` (local folder
-    or repo id of a Wan2.1-I2V diffusers pipeline). From the Hub only the needed files are fetched
-    (``allow_patterns``; never the Wan transformer or the ``.pth`` files); files already in the cache
-    are not fetched again. ``offline`` defaults to ``HF_HUB_OFFLINE``.
-    """
-    offline = _is_offline(offline)
-    common = dict(offline=offline, cache_dir=cache_dir, revision=revision, model=model, encoders=encoders)
-
-    # 1. The model folder (small files first when it is a repo: decide the layout before big downloads).
-    model_path = Path(os.path.expanduser(str(model)))
-    is_local = model_path.is_dir()
-    if not is_local and (model_path.is_absolute() or str(model).startswith((".", "~")) or str(model).count("/") != 1):
-        raise MissingWeightsError(missing_weights_message(model, encoders, f"no folder {model_path}.", offline))
-    if is_local:
-        root = model_path
-    else:
-        root = _download(str(model), ["model_index.json", "config.json", "transformer/config.json"], **common)
-
-    if (root / "model_index.json").is_file():
-        if not is_local:
-            root = _download(str(model), DIFFUSERS_PATTERNS, **common)
-        missing = [c for c in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "scheduler")
-                   if not (root / c).is_dir()]
-        if missing:
-            raise MissingWeightsError(missing_weights_message(model, encoders, f"{root} lacks {', '.join(missing)}.",
-                                                              offline))
-        return WeightsLocation(pipeline_dir=root)
-
-    # 2. A transformer (official layout at the root, or a transformer/ subfolder).
-    if (root / "config.json").is_file():
-        transformer_patterns, transformer_dir = TRANSFORMER_PATTERNS, root
-    elif (root / "transformer" / "config.json").is_file():
-        transformer_patterns = tuple(f"transformer/{p}" for p in TRANSFORMER_PATTERNS)
-        transformer_dir = root / "transformer"
-    else:
-        raise MissingWeightsError(
-            missing_weights_message(model, encoders, f"{root} holds neither model_index.json nor a transformer "
-                                    "config.json.", offline)
-        )
-    if not is_local:
-        root = _download(str(model), transformer_patterns, **common)
-        transformer_dir = root if transformer_dir.name != "transformer" else root / "transformer"
-    if not _has_transformer_weights(transformer_dir):
-        raise MissingWeightsError(
-            missing_weights_message(model, encoders, f"{transformer_dir} has no diffusion_pytorch_model*.safetensors.",
-                                    offline)
-        )
-
-    # 3. The encoders.
-    if _has_encoders(root):
-        return WeightsLocation(transformer_dir=transformer_dir, encoders_dir=root)
-    if encoders is None:
-        raise MissingWeightsError(missing_weights_message(model, encoders, f"{root} has no encoders and none were "
-                                                          "given.", offline))
-    encoders_path = Path(os.path.expanduser(str(encoders)))
-    if encoders_path.is_dir():
-        encoders_dir = encoders_path
-    elif encoders_path.is_absolute() or str(encoders).startswith((".", "~")) or str(encoders).count("/") != 1:
-        raise MissingWeightsError(missing_weights_message(model, encoders, f"no folder {encoders_path}.", offline))
-    else:
-        encoders_dir = _download(str(encoders), ENCODER_PATTERNS, **common)
-    if not _has_encoders(encoders_dir):
-        raise MissingWeightsError(
-            missing_weights_message(model, encoders, f"{encoders_dir} lacks vae/, text_encoder/, tokenizer/ or "
-                                    "image_encoder/.", offline)
-        )
-    return WeightsLocation(transformer_dir=transformer_dir, encoders_dir=encoders_dir)

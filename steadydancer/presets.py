@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .errors import MissingWeightsError, SteadyDancerInputError
+from .settings import PRESET, PRESET_SAMPLING
 
 #: The Wan2.1 I2V 14B step-distillation LoRA (lightx2v, rank 64, official key names) of the fast preset.
 FAST_LORA_REPO = "lightx2v/Wan2.1-Distill-Loras"
@@ -99,26 +100,17 @@ PRESETS: dict[str, Preset] = {
         summary="lightx2v 4-step distillation LoRA: 4 steps, one pass per step (no CFG, no condition "
         "guidance); about 20x fewer transformer passes, lower fidelity.",
         lora=LoraSpec(FAST_LORA_REPO, FAST_LORA_FILE),
-        sampling={
-            "num_inference_steps": 4,
-            "guidance_scale": 1.0,
-            "condition_guidance_scale": 0.0,
-            "solver": "lcm",
-            "shift": 5.0,
-        },
+        sampling=PRESET_SAMPLING["fast"],
     ),
 }
-_ALIASES = {"low-vram": "low_vram", "lowvram": "low_vram"}
+assert set(PRESETS) == set(PRESET.choices), "steadydancer.settings.PRESET lists the presets"
 
 
 def get_preset(name: str | Preset) -> Preset:
     """The preset called ``name`` (``low-vram`` accepted); a user error lists the choices."""
     if isinstance(name, Preset):
         return name
-    key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in PRESETS:
-        raise SteadyDancerInputError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    return PRESETS[key]
+    return PRESETS[PRESET.check(name)]
 
 
 def fast_lora_spec() -> LoraSpec:
@@ -151,9 +143,9 @@ def resolve_lora_file(spec: LoraSpec, offline: bool | None = None) -> str:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    from .pipeline import _is_offline
+    from .weights import is_offline
 
-    offline = _is_offline(offline)
+    offline = is_offline(offline)
     try:
         return hf_hub_download(spec.repo_or_path, spec.weight_name, local_files_only=offline)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
@@ -264,7 +256,7 @@ def apply_preset(
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    pipe._steadydancer_preset = preset.name
+    pipe.register_to_config(preset=preset.name)  # where diffusers records a pipeline's configuration
     return pipe
 
 

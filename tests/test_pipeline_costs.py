@@ -1,4 +1,4 @@
-"""The analytic cost model (steadydancer.generation) against torch's own counts: FLOPs of a real
+"""The analytic cost model (steadydancer.costs) against torch's own counts: FLOPs of a real
 forward (tiny configuration, FlopCounterMode) and parameters of the real 14B class on the meta device."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from steadydancer.generation import (
+from steadydancer.costs import (
     REAL_14B,
     TransformerShape,
     activation_bytes,

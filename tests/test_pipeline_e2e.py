@@ -11,7 +11,8 @@ import torch
 
 from steadydancer import SteadyDancerPipeline, SteadyDancerPipelineOutput
 from steadydancer.errors import SteadyDancerInputError
-from steadydancer.pipeline import DEFAULT_NEGATIVE_PROMPT, match_colors
+from steadydancer.pipeline import match_colors
+from steadydancer.settings import DEFAULT_NEGATIVE_PROMPT
 from steadydancer.scheduling import crossfade_weights
 from tests.tiny_pipeline import load_tiny_pipeline, tiny_inputs
 
@@ -104,11 +105,11 @@ def test_latents_argument_is_the_initial_noise(pipe, clip9):
 def test_guidance_passes_per_step(pipe, clip9):
     # 10 steps, window (0.1, 0.4): steps 2 and 3 add the condition pass (README item 16).
     with TransformerCalls(pipe) as recorder:
-        run(pipe, *clip9, num_inference_steps=10, condition_guidance_window=(0.1, 0.4))
+        run(pipe, *clip9, num_inference_steps=10, condition_window=(0.1, 0.4))
     assert recorder.batch_sizes == [2, 2, 3, 3, 2, 2, 2, 2, 2, 2]
 
     with TransformerCalls(pipe) as recorder:
-        run(pipe, *clip9, num_inference_steps=10, condition_guidance_window=(0.1, 0.4), batch_guidance_passes=False)
+        run(pipe, *clip9, num_inference_steps=10, condition_window=(0.1, 0.4), batch_guidance_passes=False)
     assert recorder.batch_sizes == [1] * 22
 
     with TransformerCalls(pipe) as recorder:  # no negative pose video: no condition pass

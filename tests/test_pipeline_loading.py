@@ -11,15 +11,11 @@ import pytest
 import torch
 
 from steadydancer.errors import MissingWeightsError
-from steadydancer.generation import check_model, generate_video, load_pipeline, resolve_sampling
+from steadydancer.generation import check_model, generate_video, load_pipeline
+from steadydancer.settings import DEFAULT_NEGATIVE_PROMPT, SamplingSettings
+from steadydancer.weights import DEFAULT_ENCODERS_ID, DEFAULT_MODEL_ID, resolve_weights
 from steadydancer.models.loading import save_official_checkpoint
-from steadydancer.pipeline import (
-    DEFAULT_ENCODERS_ID,
-    DEFAULT_MODEL_ID,
-    DEFAULT_NEGATIVE_PROMPT,
-    SteadyDancerPipeline,
-    resolve_weights,
-)
+from steadydancer.pipeline import SteadyDancerPipeline
 from tests.tiny_pipeline import load_tiny_pipeline, shared_tiny_pipeline_path, tiny_inputs
 
 ENCODERS = ("vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
@@ -151,14 +147,14 @@ def loaded():
 def test_generate_video_returns_uint8_frames_and_reports_progress(loaded):
     image, positive, negative = tiny_inputs(7)
     reports = []
-    frames = generate_video(loaded, image, positive, negative, prompt="a person dancing", steps=3, seed=1,
+    frames = generate_video(loaded, image, positive, negative, prompt="a person dancing", num_inference_steps=3, seed=1,
                             max_area=32 * 32, progress=lambda f, m: reports.append((f, m)))
     assert len(frames) == 5  # 7 frames -> 4n + 1
     assert all(f.dtype == np.uint8 and f.shape == (32, 32, 3) for f in frames)
     fractions = [f for f, _ in reports]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert sum("step" in m for _, m in reports) == 3
-    again = generate_video(loaded, image, positive, negative, prompt="a person dancing", steps=3, seed=1,
+    again = generate_video(loaded, image, positive, negative, prompt="a person dancing", num_inference_steps=3, seed=1,
                            max_area=32 * 32)
     assert all(np.array_equal(a, b) for a, b in zip(frames, again))
 
@@ -175,7 +171,7 @@ def test_generate_video_stops_when_progress_raises(loaded):
     handle = loaded.transformer.register_forward_pre_hook(lambda m, a: calls.append(1))
     try:
         with pytest.raises(Cancelled):
-            generate_video(loaded, *tiny_inputs(5), steps=10, max_area=32 * 32, progress=cancel)
+            generate_video(loaded, *tiny_inputs(5), num_inference_steps=10, max_area=32 * 32, progress=cancel)
     finally:
         handle.remove()
     assert len(calls) == 2
@@ -183,17 +179,17 @@ def test_generate_video_stops_when_progress_raises(loaded):
 
 def test_empty_negative_prompt_means_the_official_one(loaded):
     inputs = tiny_inputs(5)
-    empty = generate_video(loaded, *inputs, negative_prompt="", steps=2, max_area=32 * 32)
-    official = generate_video(loaded, *inputs, negative_prompt=DEFAULT_NEGATIVE_PROMPT, steps=2, max_area=32 * 32)
+    empty = generate_video(loaded, *inputs, negative_prompt="", num_inference_steps=2, max_area=32 * 32)
+    official = generate_video(loaded, *inputs, negative_prompt=DEFAULT_NEGATIVE_PROMPT, num_inference_steps=2, max_area=32 * 32)
     assert all(np.array_equal(a, b) for a, b in zip(empty, official))
     assert DEFAULT_NEGATIVE_PROMPT.startswith("镜头晃动，色调艳丽，过曝")
 
 
 def test_sampling_settings_resolution():
-    official = resolve_sampling("quality")
+    official = SamplingSettings.resolve("quality")
     assert (official.num_inference_steps, official.guidance_scale, official.condition_guidance_scale) == (40, 5.0, 1.0)
     assert official.condition_window == (0.1, 0.4) and official.solver == "unipc"
-    fast = resolve_sampling("fast")
+    fast = SamplingSettings.resolve("fast")
     assert (fast.num_inference_steps, fast.guidance_scale, fast.condition_guidance_scale, fast.solver) == (
         4, 1.0, 0.0, "lcm")
-    assert resolve_sampling("fast", steps=8).num_inference_steps == 8  # explicit wins
+    assert SamplingSettings.resolve("fast", num_inference_steps=8).num_inference_steps == 8  # explicit wins

@@ -20,9 +20,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 from PIL import Image
 
-from ..constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
+from ..constants import DEFAULT_MAX_AREA, size_for_area
 from ..errors import SteadyDancerInputError
-from .align import MODES as ALIGN_MODES
+from ..settings import ALIGN_MODE, ALIGNMENT_FRAME, FPS, LEAD_IN_FRAMES, REPAIR_DEFAULT, SMOOTH
 from .align import AlignmentInfo, align_sequence, lead_in
 from .augment import augment_sequence
 from .repair import RepairReport, repair_sequence, smooth_sequence
@@ -50,28 +50,27 @@ PREVIEW_THICKNESS = 0.6
 class PoseOptions:
     """Every knob of the pose path (defaults are what the app starts with)."""
 
-    fps: float = MODEL_FPS  #: resample the driving clip to this rate; 0 keeps every source frame
+    fps: float = FPS.default  #: resample the driving clip to this rate; 0 keeps every source frame
     max_frames: Optional[int] = None  #: cap on driving frames read (after resampling)
-    smooth: float = 0.3  #: temporal smoothing strength in [0, 1]; 0 = off
-    repair: bool = True  #: detect and repair corrupted frames
-    align_mode: str = "auto"  #: "auto" (official unless it fails), "official" or "robust"
+    smooth: float = SMOOTH.default  #: temporal smoothing strength in [0, 1]; 0 = off
+    repair: bool = REPAIR_DEFAULT  #: detect and repair corrupted frames
+    align_mode: str = ALIGN_MODE.default  #: "auto" (official unless it fails), "official" or "robust"
     alignment_frame: Optional[int] = None  #: driving frame that sets the scales (None = auto/0)
-    lead_in_frames: int = 0  #: frames that move from the character's own pose to the first pose
+    lead_in_frames: int = LEAD_IN_FRAMES.default  #: frames moving from the character's own pose to the first pose
     seed: int = 0  #: seed of the negative (augmented) condition
     draw_face: bool = False  #: the official conditions have no face; drawing it is optional
 
     def __post_init__(self):
-        if self.fps < 0:
-            raise SteadyDancerInputError(f"fps must be 0 (keep the source rate) or positive, got {self.fps}")
+        """Checked once, against :mod:`steadydancer.settings` (a user error names the parameter)."""
+        self.fps = FPS.check(self.fps)
         if self.max_frames is not None and self.max_frames < 1:
             raise SteadyDancerInputError(f"max_frames must be at least 1, got {self.max_frames}")
-        if not 0.0 <= self.smooth <= 1.0:
-            raise SteadyDancerInputError(f"smoothing strength must be between 0 and 1, got {self.smooth}")
-        if self.align_mode not in ALIGN_MODES:
-            raise SteadyDancerInputError(
-                f"align_mode must be one of {', '.join(ALIGN_MODES)}, got {self.align_mode!r}")
-        if self.lead_in_frames < 0:
-            raise SteadyDancerInputError(f"lead_in_frames must be >= 0, got {self.lead_in_frames}")
+        self.smooth = float(SMOOTH.check(self.smooth))
+        self.align_mode = ALIGN_MODE.check(self.align_mode)
+        if self.alignment_frame is not None:
+            frame = ALIGNMENT_FRAME.check(self.alignment_frame)
+            self.alignment_frame = None if frame < 0 else frame
+        self.lead_in_frames = LEAD_IN_FRAMES.check(self.lead_in_frames)
 
 
 @dataclass
@@ -234,7 +233,9 @@ def render_conditions(reference: ReferencePose, aligned: AlignedPoses, options: 
 def _iter_condition(seq: PoseSequence, reference: ReferencePose, options: PoseOptions, size):
     from .render import official_canvas_size, render_pose, resize_frames
 
-    canvas_w, canvas_h = official_canvas_size(*reference.size)
+    # The official canvas comes from the photo's own size (the working size is already rounded:
+    # rounding it again can change the canvas, e.g. 400x582 -> 1248x1856 instead of 1248x1824).
+    canvas_w, canvas_h = official_canvas_size(*reference.image.size)
     for frame in seq:
         img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
         if (canvas_w, canvas_h) != size:
