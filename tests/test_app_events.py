@@ -22,19 +22,27 @@ if str(REPO_ROOT) not in sys.path:
 
 import gradio as gr  # noqa: E402
 
+from steadydancer import settings  # noqa: E402
+from steadydancer.pose.path import PoseOptions, extract_driving  # noqa: E402
+from studio import inputs, runtime  # noqa: E402
+from studio.sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions  # noqa: E402
+
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    import app as app_module
+def config(tmp_path_factory):
+    from studio import AppConfig
 
-    saved_config, saved_resolutions = dataclasses.replace(app_module.CONFIG), dict(app_module.RESOLUTIONS)
-    app_module.configure(model=str(tmp_path_factory.mktemp("empty") / "no-weights"), offline=True, device="cpu",
-                         tmp_root=tmp_path_factory.mktemp("sessions"), resolutions={"tiny": (64 * 64, 3.0)})
-    yield app_module
-    app_module.RESOLUTIONS.clear()
-    app_module.RESOLUTIONS.update(saved_resolutions)
-    app_module.configure(model=saved_config.model, offline=saved_config.offline, device=saved_config.device or "",
-                         tmp_root=saved_config.tmp_root)
+    return AppConfig.from_env().replace(
+        model=str(tmp_path_factory.mktemp("empty") / "no-weights"), offline=True, device="cpu",
+        tmp_root=tmp_path_factory.mktemp("sessions"), zero_gpu=False).with_resolutions({"tiny": (64 * 64, 3.0)})
+
+
+@pytest.fixture(scope="module")
+def app(config):
+    """The handlers of a Studio built on the test configuration."""
+    from studio import Studio
+
+    return Studio(config)
 
 
 POSE = dict(motion="", num_frames=17, smooth=0.3, repair=True, align_mode="robust", alignment_frame=-1,
@@ -64,7 +72,7 @@ def test_preview_writes_videos_report_and_poses(app, previewed):
     from steadydancer.video import probe_video
 
     preview_path, pose_path, report, poses_path, session = previewed
-    assert isinstance(session, app.PoseSession)
+    assert isinstance(session, PoseSession)
     for p in (preview_path, pose_path, poses_path):
         assert Path(p).is_file() and Path(p).is_relative_to(session.workdir)
     info = probe_video(preview_path, count_frames=True)
@@ -79,9 +87,9 @@ def test_preview_writes_videos_report_and_poses(app, previewed):
 def poses(app, session, image, video, **changes):
     """compute_poses alone (no videos written): what the cache re-runs."""
     kw = {**POSE, **changes}
-    options = app.pose_options(kw["num_frames"], kw["smooth"], kw["repair"], kw["align_mode"],
-                               kw["alignment_frame"], kw["lead_in_frames"])
-    return app.compute_poses(session, str(image), app.resolve_driving(str(video), ""), options)
+    options = inputs.pose_options(kw["num_frames"], kw["smooth"], kw["repair"], kw["align_mode"],
+                                  kw["alignment_frame"], kw["lead_in_frames"])
+    return compute_poses(session, str(image), inputs.resolve_driving(str(video), ""), options)
 
 
 def test_controls_rerun_only_the_stages_they_affect(app, astronaut_path, person_clip, previewed, tmp_path):
@@ -142,10 +150,10 @@ def test_project_motion_uses_its_poses_without_the_detector(app, astronaut_path,
     motions.mkdir()
     # A motion = poses.json (+ its clip): reuse the poses extracted from the test clip.
     clip = write_clip(motions / "sway.mp4", make_person_frames(20), fps=16)
-    seq = app.extract_driving(clip, app.PoseOptions()).poses
+    seq = extract_driving(clip, PoseOptions()).poses
     seq.save(motions / "sway.poses.json")
-    monkeypatch.setattr(app, "EXAMPLES_DIR", motions)
-    assert set(app.project_motions()) == {"sway"}
+    monkeypatch.setattr(inputs, "EXAMPLES_DIR", motions)
+    assert set(inputs.project_motions()) == {"sway"}
 
     calls = []
     import steadydancer.pose.extract as extract
@@ -153,7 +161,7 @@ def test_project_motion_uses_its_poses_without_the_detector(app, astronaut_path,
     monkeypatch.setattr(extract, "extract_video_poses", lambda *a, **k: calls.append(a) or seq)
     out = preview(app, astronaut_path, None, motion="sway")
     assert calls == [] and "Sway" in out[2] and len(PoseSequence.load(out[3])) == 17
-    with pytest.raises(gr.Error, match="Unknown project motion"):
+    with pytest.raises(gr.Error, match="unknown project motion"):
         preview(app, astronaut_path, None, motion="nope")
 
 
@@ -169,9 +177,9 @@ def _video(path: Path, frames) -> Path:
 
 
 def test_missing_inputs(app, astronaut_path, person_clip):
-    with pytest.raises(gr.Error, match="Add a character image"):
+    with pytest.raises(gr.Error, match="image: add a character image"):
         preview(app, "", person_clip)
-    with pytest.raises(gr.Error, match="Add a driving video"):
+    with pytest.raises(gr.Error, match="driving_video: add a driving video"):
         preview(app, astronaut_path, None)
 
 
@@ -198,7 +206,7 @@ def test_bad_driving_videos(app, astronaut_path, tmp_path, monkeypatch, case):
         from tests.conftest import make_person_frames
 
         path = _video(tmp_path / "long.mp4", make_person_frames(48))  # 3 s
-        monkeypatch.setattr(app, "MAX_DRIVING_SECONDS", 2.0)
+        monkeypatch.setattr(settings, "MAX_DRIVING_SECONDS", 2.0)
         match = "the limit is 2 s"
     with pytest.raises(gr.Error, match=match):
         preview(app, astronaut_path, path)
@@ -259,7 +267,7 @@ def test_awkward_image_modes_are_sanitised(app, astronaut_path, person_clip, pre
 # Generation
 # ---------------------------------------------------------------------------------------------
 
-GEN = dict(prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, steps=2,
+GEN = dict(prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, num_inference_steps=2,
            guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
            shift=3.0, seed=7, randomize_seed=False, preset="quality", smooth=0.3, repair=True, align_mode="robust",
            alignment_frame=-1, lead_in_frames=0)
@@ -268,7 +276,7 @@ GEN = dict(prompt="a person dancing", negative_prompt="", resolution="tiny", num
 def run_generate(app, image, video, session=None, progress=None, **changes):
     kw = {**GEN, **changes}
     return app.generate(str(image), str(video), "", kw["prompt"], kw["negative_prompt"], kw["resolution"],
-                        kw["num_frames"], kw["steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
+                        kw["num_frames"], kw["num_inference_steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
                         kw["condition_window_start"], kw["condition_window_end"], kw["shift"], kw["seed"],
                         kw["randomize_seed"], kw["preset"], kw["smooth"], kw["repair"], kw["align_mode"],
                         kw["alignment_frame"], kw["lead_in_frames"], session, progress=progress)
@@ -290,10 +298,10 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture
 def with_tiny_model(app, tiny_model):
-    saved = app.CONFIG.model
-    app.configure(model=str(tiny_model))
+    saved = app.config
+    app.config = saved.replace(model=str(tiny_model))
     yield tiny_model
-    app.configure(model=saved)
+    app.config = saved
 
 
 def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, previewed, with_tiny_model):
@@ -306,7 +314,7 @@ def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, pr
     assert (info.num_frames, info.width, info.height) == (5, 64, 64)
     comp = probe_video(comparison, count_frames=True)
     assert comp.num_frames == 5 and comp.width > 2 * comp.height  # driving | pose | result
-    assert seed == 7 and used["seed"] == 7 and used["steps"] == 2 and used["model"] == str(with_tiny_model)
+    assert seed == 7 and used["seed"] == 7 and used["num_inference_steps"] == 2 and used["model"] == str(with_tiny_model)
     assert used["condition_window"] == [0.1, 0.4] and used["device"] == "cpu"
     assert session.runs["extract"] == extracted  # the previewed poses were reused
     assert "**Generate:** ready on `cpu`" in app.runtime_status()
@@ -317,7 +325,7 @@ def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, pr
     again = run_generate(app, astronaut_path, person_clip, session)
     assert not Path(video).exists() and np.array_equal(_first_frame(again[0]), first)
     randomised = run_generate(app, astronaut_path, person_clip, session, randomize_seed=True)
-    assert randomised[3]["seed"] == randomised[2] and 0 <= randomised[2] <= app.MAX_SEED
+    assert randomised[3]["seed"] == randomised[2] and 0 <= randomised[2] <= settings.SEED.maximum
 
 
 def _first_frame(path) -> np.ndarray:
@@ -337,56 +345,71 @@ def test_cancel_stops_generation_at_the_next_step(app, astronaut_path, person_cl
                 app.cancel_generation(session)
 
     with pytest.raises(gr.Error, match="cancelled"):
-        run_generate(app, astronaut_path, person_clip, session, progress=PressCancel(), steps=4)
+        run_generate(app, astronaut_path, person_clip, session, progress=PressCancel(), num_inference_steps=4)
 
 
-def test_settings_are_validated(app):
+def request(config, **kw):
+    base = dict(prompt="", negative_prompt="", resolution="480p", num_frames=81, num_inference_steps=40,
+                guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1,
+                condition_window_end=0.4, shift=3.0, seed=0, randomize_seed=False, preset="quality")
+    base.update(kw)
+    return inputs.generation_request(**base, resolutions=config.resolutions)
+
+
+def test_settings_are_validated(config):
     from steadydancer.errors import SteadyDancerInputError
 
-    with pytest.raises(SteadyDancerInputError, match="Steps must be between"):
-        app.generation_settings("", "", "480p", 81, 0, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
+    with pytest.raises(SteadyDancerInputError, match="num_inference_steps \\(Steps\\) must be between 1 and 100"):
+        request(config, num_inference_steps=0)
     with pytest.raises(SteadyDancerInputError, match="ends .* before it starts"):
-        app.generation_settings("", "", "480p", 81, 40, 5, 1, 0.5, 0.4, 3, 0, False, "quality")
-    with pytest.raises(SteadyDancerInputError, match="Resolution must be one of"):
-        app.generation_settings("", "", "4k", 81, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
-    s = app.generation_settings("  ", None, "480p", 80, 40, 5, 1, 0.1, 0.4, 3, 0, False, "quality")
-    assert s.num_frames == 77 and s.prompt == app.DEFAULT_PROMPT and s.negative_prompt == ""  # = the official one
+        request(config, condition_window_start=0.5)
+    with pytest.raises(SteadyDancerInputError, match="resolution must be one of"):
+        request(config, resolution="4k")
+    with pytest.raises(SteadyDancerInputError, match="num_frames .* between 5 and 161, got -1"):
+        request(config, num_frames=-1)
+    with pytest.raises(SteadyDancerInputError, match="randomize_seed must be true or false, got 'maybe'"):
+        request(config, randomize_seed="maybe")
+    s = request(config, prompt="  ", negative_prompt=None, num_frames=80)
+    assert s.num_frames == 77 and s.prompt == settings.DEFAULT_PROMPT and s.negative_prompt == ""  # = the official one
+    assert request(config, shift=None).shift == 3.0 and request(config, shift=None, resolution="720p").shift == 5.0
 
 
-def test_gpu_duration_and_estimate_follow_the_work(app):
-    def settings(**kw):
-        base = dict(prompt="", negative_prompt="", resolution="480p", num_frames=81, steps=40, guidance_scale=5.0,
-                    condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
-                    shift=3.0, seed=0, randomize_seed=False, preset="quality")
-        base.update(kw)
-        return app.generation_settings(**base)
+def test_gpu_duration_and_estimate_follow_the_work(app, config):
+    from steadydancer.generation import GenerationJob
 
-    frame480 = [np.zeros((480, 832, 3), np.uint8)]
-    frame720 = [np.zeros((576, 1024, 3), np.uint8)]
-    short = app._gpu_duration(None, frame480, None, settings(num_frames=17, steps=8))
-    long = app._gpu_duration(None, frame480, None, settings(num_frames=81, steps=40))
-    big = app._gpu_duration(None, frame720, None, settings(num_frames=81, steps=40, resolution="720p"))
-    assert 30 <= short < long <= big <= app.ZERO_GPU_MAX_DURATION
+    def job(width, height):
+        return GenerationJob(None, [], None, width, height, 81, 16.0)
+
+    short = runtime._gpu_duration(job(832, 480), request(config, num_frames=17, num_inference_steps=8), config)
+    long = runtime._gpu_duration(job(832, 480), request(config), config)
+    big = runtime._gpu_duration(job(1024, 576), request(config, resolution="720p"), config)
+    assert 30 <= short < long <= big <= config.zero_gpu_max_seconds
     text = app.estimate_text(None, "480p", 81, 40, 5.0, 1.0, 0.1, 0.4, "quality")
     assert "81 frames" in text and "40 steps" in text
     assert "must be between" in app.estimate_text(None, "480p", 81, 0, 5.0, 1.0, 0.1, 0.4, "quality")
 
 
-def test_blocks_expose_exactly_the_named_endpoints(app):
-    demo = app.demo
+@pytest.fixture(scope="module")
+def demo(app):
+    from studio import build_demo
+
+    return build_demo(app)
+
+
+def test_blocks_expose_exactly_the_named_endpoints(demo):
     names = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert {"preview_poses", "generate"} <= names
     assert names - {"preview_poses", "generate", "load_example"} == set()
 
 
 def test_sessions_have_their_own_folders_and_clean_up(app, tmp_path):
-    one, two = app.PoseSession(), app.PoseSession()
-    assert one.workdir != two.workdir and one.workdir.parent == two.workdir.parent == app.CONFIG.tmp_root
+    one, two = app.session(None), app.session(None)
+    assert one.workdir != two.workdir and one.workdir.parent == two.workdir.parent == app.config.tmp_root
     first = one.run_dir("preview")
     (first / "preview.mp4").write_bytes(b"x")
     second = one.run_dir("preview")  # a new preview replaces the previous one's files
     assert not first.exists() and second.parent == one.workdir
-    app._delete_session(one)  # gr.State's delete callback when the session ends
+    delete_session(one)  # gr.State's delete callback when the session ends
     assert not one.workdir.exists() and two.workdir.exists()
 
     old = tmp_path / "session-old"
@@ -394,14 +417,14 @@ def test_sessions_have_their_own_folders_and_clean_up(app, tmp_path):
     os.utime(old, (0, 0))
     fresh = tmp_path / "session-fresh"
     fresh.mkdir()
-    app._sweep_old_sessions(tmp_path)
+    sweep_old_sessions(tmp_path)
     assert not old.exists() and fresh.exists()
 
 
 def test_example_motion_preview(app, astronaut_path, monkeypatch):
     """The gr.Examples entry (cached lazily): the project's motion, its poses.json, no detector."""
-    monkeypatch.setattr(app, "DEFAULT_FRAMES", 17)  # keep the test short; the app uses 81
-    motions = app.project_motions()
+    monkeypatch.setattr(settings, "NUM_FRAMES", dataclasses.replace(settings.NUM_FRAMES, default=17))  # keep the test short; the app uses 81
+    motions = inputs.project_motions()
     assert "dance_keyframes" in motions, "the shipped example motion (examples/dance_keyframes.*) is missing"
     preview_path, pose_path, report, poses = app.preview_example(str(astronaut_path),
                                                                  str(motions["dance_keyframes"]["video"]),
@@ -414,8 +437,8 @@ def test_zero_gpu_duration_takes_the_gpu_functions_arguments(app):
     """spaces.GPU calls the duration function with run_generation's own arguments."""
     import inspect
 
-    gpu = inspect.signature(app.run_generation).parameters
-    duration = inspect.signature(app._gpu_duration).parameters
+    gpu = inspect.signature(runtime.run_generation).parameters
+    duration = inspect.signature(runtime._gpu_duration).parameters
     assert list(gpu) == list(duration)
     assert [p.default for p in gpu.values()] == [p.default for p in duration.values()]
 
@@ -434,13 +457,12 @@ def test_without_cuda_a_big_model_is_refused_before_loading(app, tmp_path, tiny_
     (big / "transformer" / "config.json").write_text("{}")
     with open(big / "transformer" / "diffusion_pytorch_model.safetensors", "wb") as f:
         f.truncate(3 * 1024**3)
-    saved_model, saved_device = app.CONFIG.model, app.CONFIG.device
+    saved = app.config
     try:
-        app.configure(model=str(big), device="")
+        app.config = saved.replace(model=str(big), device=None)
         with pytest.raises(Exception, match="No CUDA GPU was found.*its transformer weights are 3 GB"):
-            app.check_runtime()
+            runtime.check_runtime(app.config)
         assert "No CUDA GPU was found" in app.runtime_status()
-        app.configure(model=str(tiny_model))
-        app.check_runtime()  # small enough for the CPU
+        runtime.check_runtime(app.config.replace(model=str(tiny_model)))  # small enough for the CPU
     finally:
-        app.configure(model=saved_model, device=saved_device or "")
+        app.config = saved

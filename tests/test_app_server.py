@@ -35,29 +35,24 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def launch_app(tmp_path: Path, model: str | Path | None = None, **launch_overrides):
-    """Launch the app's Blocks on 127.0.0.1 (a free port) with its own temp folders; yields
-    (app module, demo, url) and closes the server afterwards."""
+    """Launch the app's Blocks on 127.0.0.1 (a free port) with its own configuration and temp folders;
+    yields (studio, demo, url) and closes the server afterwards."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path / "gradio")
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(tmp_path / "examples-cache")
-    import dataclasses
+    from studio import AppConfig, Studio, create_demo, launch_kwargs
 
-    import app
-
-    saved_config, saved_resolutions = dataclasses.replace(app.CONFIG), dict(app.RESOLUTIONS)
-    app.configure(model=str(model) if model else str(tmp_path / "no-weights-here"), offline=True, device="cpu",
-                  tmp_root=tmp_path / "sessions", resolutions={TINY_RESOLUTION[0]: TINY_RESOLUTION[1:]})
-    demo = app.create_demo()
+    config = AppConfig.from_env().replace(
+        model=str(model) if model else str(tmp_path / "no-weights-here"), offline=True, device="cpu",
+        tmp_root=tmp_path / "sessions", zero_gpu=False).with_resolutions({TINY_RESOLUTION[0]: TINY_RESOLUTION[1:]})
+    studio = Studio(config)
+    demo = create_demo(studio)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **{**app.LAUNCH_KWARGS, **launch_overrides})
+                **{**launch_kwargs(), **launch_overrides})
     try:
-        yield app, demo, f"http://127.0.0.1:{port}/"
+        yield studio, demo, f"http://127.0.0.1:{port}/"
     finally:
         demo.close(verbose=False)
-        app.RESOLUTIONS.clear()
-        app.RESOLUTIONS.update(saved_resolutions)
-        app.configure(model=saved_config.model, offline=saved_config.offline, device=saved_config.device or "",
-                      tmp_root=saved_config.tmp_root)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +74,7 @@ def client(server):
 
     _, _, url = server
     return Client(url, verbose=False, analytics_enabled=False,
-                  download_files=str(Path(server[0].CONFIG.tmp_root).parent / "client-downloads"))
+                  download_files=str(Path(server[0].config.tmp_root).parent / "client-downloads"))
 
 
 POSE_DEFAULTS = dict(motion="", num_frames=17, smooth=0.3, repair=True, align_mode="robust", alignment_frame=-1,
@@ -125,7 +120,7 @@ def test_generate_with_tiny_pipeline_over_http(client, astronaut_path, person_cl
 
     video, comparison, seed, settings = client.predict(
         image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
-        motion="", prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, steps=2,
+        motion="", prompt="a person dancing", negative_prompt="", resolution="tiny", num_frames=5, num_inference_steps=2,
         guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1, condition_window_end=0.4,
         shift=3.0, seed=123, randomize_seed=False, preset="quality", smooth=0.3, repair=True,
         align_mode="robust", alignment_frame=-1, lead_in_frames=0, api_name="/generate")
@@ -134,7 +129,7 @@ def test_generate_with_tiny_pipeline_over_http(client, astronaut_path, person_cl
     comp = probe_video(Path(comparison["video"] if isinstance(comparison, dict) else comparison), count_frames=True)
     assert comp.num_frames == 5 and comp.width > comp.height
     assert seed == 123
-    assert settings["seed"] == 123 and settings["num_frames"] == 5 and settings["steps"] == 2
+    assert settings["seed"] == 123 and settings["num_frames"] == 5 and settings["num_inference_steps"] == 2
     assert (settings["width"], settings["height"]) == (64, 64) and settings["device"] == "cpu"
 
 
@@ -154,7 +149,7 @@ def test_errors_arrive_as_readable_gradio_errors(client, astronaut_path, tmp_pat
         client.predict(image=handle_file(str(broken)), driving_video=None, **POSE_DEFAULTS,
                        api_name="/preview_poses")
 
-    with pytest.raises(AppError, match="Add a driving video"):
+    with pytest.raises(AppError, match="driving_video: add a driving video"):
         client.predict(image=handle_file(str(astronaut_path)), driving_video=None, **POSE_DEFAULTS,
                        api_name="/preview_poses")
 
@@ -168,7 +163,7 @@ def test_generate_without_weights_says_what_is_missing(tmp_path, astronaut_path,
         c = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         with pytest.raises(AppError, match="weights are missing"):
             c.predict(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
-                      motion="", prompt="", negative_prompt="", resolution="480p", num_frames=17, steps=4,
+                      motion="", prompt="", negative_prompt="", resolution="480p", num_frames=17, num_inference_steps=4,
                       guidance_scale=5.0, condition_guidance_scale=1.0, condition_window_start=0.1,
                       condition_window_end=0.4, shift=3.0, seed=1, randomize_seed=False, preset="quality",
                       smooth=0.3, repair=True, align_mode="robust", alignment_frame=-1, lead_in_frames=0,
@@ -179,9 +174,10 @@ def test_uploads_over_the_size_limit_are_refused(tmp_path, astronaut_path, perso
     """The same launch settings with a tiny limit: Gradio refuses the upload with a clear message."""
     from gradio_client import Client, handle_file
 
-    import app
+    from steadydancer.settings import MAX_UPLOAD_SIZE
+    from studio import launch_kwargs
 
-    assert app.LAUNCH_KWARGS["max_file_size"] == app.MAX_UPLOAD_SIZE
+    assert launch_kwargs()["max_file_size"] == MAX_UPLOAD_SIZE
     with launch_app(tmp_path, max_file_size="10kb") as (_, _, url):
         c = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         with pytest.raises(Exception, match="(?i)file size|too large|exceed"):
@@ -191,9 +187,9 @@ def test_uploads_over_the_size_limit_are_refused(tmp_path, astronaut_path, perso
 
 def test_queue_is_bounded_and_generation_runs_one_at_a_time(server):
     _, demo, _ = server
-    import app
+    from studio.config import QUEUE_MAX_SIZE
 
-    assert demo._queue.max_size == app.QUEUE_MAX_SIZE
+    assert demo._queue.max_size == QUEUE_MAX_SIZE
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["generate"].concurrency_limit == 1 and fns["generate"].concurrency_id == "gpu"
     assert fns["preview_poses"].concurrency_limit == 2 and fns["preview_poses"].concurrency_id == "cpu"

@@ -1,0 +1,250 @@
+"""The page: components built from :mod:`steadydancer.settings` (ranges, steps, defaults, choices), and
+the events wired from the handlers' own declarations (:func:`io_for`).
+
+Components are kept in one dict keyed by the name of the handler parameter they feed (``num_frames``,
+``num_inference_steps``, ``condition_window_start`` ...): a parameter keeps one name from the slider to the
+kernel, and an event's inputs are the handler's parameters, its outputs what the handler declares.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import gradio as gr
+
+from steadydancer import settings
+from steadydancer.settings import Choice, Range
+
+from .config import PREVIEW_CONCURRENCY, QUEUE_MAX_SIZE
+from .handlers import Studio
+from .inputs import APP_NUM_FRAMES, ASSETS_DIR, EXAMPLES_DIR, motion_label, project_motions
+from .sessions import delete_session
+
+#: Handler parameters that are not components.
+NOT_INPUTS = {"self", "progress", "request"}
+
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="sky", neutral_hue="slate", radius_size="lg")
+
+HEADER = """
+<div class="sd-header">
+  <div class="sd-title">SteadyDancer studio</div>
+  <div class="sd-subtitle">Animate the person in a photo with the motion of a dancer —
+  first check the poses on CPU, then spend GPU time.</div>
+  <ol class="sd-steps">
+    <li><b>Character</b> — a photo of one person</li>
+    <li><b>Motion</b> — a dance clip, or one of the project's motions</li>
+    <li><b>Preview poses</b> — free, runs on CPU</li>
+    <li><b>Generate</b> — runs the model on the GPU</li>
+  </ol>
+</div>
+"""
+
+NEGATIVE_PROMPT_HINT = ("Empty = the official negative prompt (camera shake, over-exposure, static frames, "
+                        "blurred details, extra fingers, deformed limbs, messy background…)")
+
+
+def io_for(fn: Callable, components: dict[str, Any]) -> tuple[list, list]:
+    """An event's inputs (the handler's parameters, in order) and outputs (what it declares)."""
+    names = [name for name in inspect.signature(fn).parameters if name not in NOT_INPUTS]
+    return [components[name] for name in names], [components[name] for name in getattr(fn, "outputs", ())]
+
+
+def slider(setting: Range, value=None, **kwargs) -> gr.Slider:
+    return gr.Slider(setting.minimum, setting.maximum, value=setting.default if value is None else value,
+                     step=setting.step, label=setting.label, **kwargs)
+
+
+def radio(setting: Choice, value=None, **kwargs) -> gr.Radio:
+    return gr.Radio([(label, key) for key, label in setting.choices.items()],
+                    value=setting.default if value is None else value, label=setting.label, **kwargs)
+
+
+def readable_image_errors(component: gr.Image) -> gr.Image:
+    """Make an unreadable upload in ``component`` a readable gr.Error: Gradio's own preprocessing
+    opens the file before the event function runs. (Wrapping the instance, not subclassing:
+    Gradio writes a .pyi stub next to the module of every Component subclass.)"""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            name = getattr(payload, "orig_name", None) or "The character image"
+            raise gr.Error(f"{name} could not be read as an image ({type(exc).__name__}). Use a PNG, JPEG or "
+                           "WebP photo of one person.", title="Please check the input",
+                           print_exception=False) from exc
+
+    component.preprocess = checked
+    return component
+
+
+def css() -> str:
+    path = ASSETS_DIR / "app.css"
+    return path.read_text() if path.is_file() else ""
+
+
+def build_demo(studio: Studio) -> gr.Blocks:
+    """The Blocks of ``studio`` (not yet queued; :func:`create_demo` adds the queue)."""
+    config = studio.config
+    motions = project_motions()
+    motion_choices = [("— my video —", "")] + [(motion_label(n), n) for n in motions]
+    defaults = studio.sampling_defaults(config.preset, config.default_resolution)
+    c: dict[str, Any] = {}  # component name (= handler parameter) -> component
+
+    with gr.Blocks(title="SteadyDancer studio", delete_cache=(3600, 6 * 3600)) as demo:
+        c["session"] = gr.State(None, delete_callback=delete_session)
+        gr.HTML(HEADER)
+        c["status"] = gr.Markdown(elem_classes=["sd-status"])
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=280):
+                c["image"] = readable_image_errors(gr.Image(
+                    label="1 · Character", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    height=360, elem_id="character"))
+            with gr.Column(scale=4, min_width=280):
+                c["driving_video"] = gr.Video(label="2 · Driving motion", sources=["upload"], height=300,
+                                              elem_id="driving", loop=True)
+                c["motion"] = gr.Dropdown(motion_choices, value="", label="…or one of the project's motions",
+                                          elem_id="motion", visible=len(motions) > 0)
+            with gr.Column(scale=5, min_width=320):
+                c["prompt"] = gr.Textbox(label="Prompt", value=settings.DEFAULT_PROMPT, lines=3, elem_id="prompt",
+                                         max_length=settings.MAX_PROMPT_CHARS)
+                with gr.Accordion("Negative prompt", open=False):
+                    c["negative_prompt"] = gr.Textbox(value="", lines=3, show_label=False,
+                                                      placeholder=NEGATIVE_PROMPT_HINT,
+                                                      max_length=settings.MAX_PROMPT_CHARS)
+                with gr.Accordion("Pose options", open=False):
+                    c["smooth"] = slider(settings.SMOOTH, info="Removes detector jitter; 0 = off")
+                    c["repair"] = gr.Checkbox(value=settings.REPAIR_DEFAULT, label="Repair corrupted frames",
+                                              info="Swapped limbs, lost hands, single-frame glitches")
+                    c["align_mode"] = radio(settings.ALIGN_MODE,
+                                            info="Auto = the official rule, robust where it would fail")
+                    with gr.Row():
+                        c["alignment_frame"] = gr.Number(value=settings.ALIGNMENT_FRAME.default, precision=0,
+                                                         minimum=settings.ALIGNMENT_FRAME.minimum,
+                                                         label=settings.ALIGNMENT_FRAME.label, info="-1 = automatic")
+                        c["lead_in_frames"] = gr.Number(value=settings.LEAD_IN_FRAMES.default, precision=0,
+                                                        minimum=settings.LEAD_IN_FRAMES.minimum,
+                                                        label=settings.LEAD_IN_FRAMES.label,
+                                                        info="From the character's own pose")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    with gr.Row():
+                        c["resolution"] = gr.Radio(
+                            [(settings.RESOLUTION.choices.get(name, name), name) for name in config.resolutions],
+                            value=config.default_resolution, label=settings.RESOLUTION.label)
+                        c["preset"] = radio(settings.PRESET, value=config.preset, interactive=not config.zero_gpu,
+                                            info="Fixed on this Space" if config.zero_gpu else None)
+                    c["num_frames"] = slider(APP_NUM_FRAMES, elem_id="num-frames")
+                    c["length_text"] = gr.Markdown(studio.length_text(APP_NUM_FRAMES.default),
+                                                   elem_classes=["sd-hint"])
+                    with gr.Row():
+                        c["num_inference_steps"] = slider(settings.NUM_INFERENCE_STEPS, value=defaults[0])
+                        c["shift"] = slider(settings.SHIFT, value=defaults[3])
+                    with gr.Row():
+                        c["guidance_scale"] = slider(settings.GUIDANCE_SCALE, value=defaults[1])
+                        c["condition_guidance_scale"] = slider(settings.CONDITION_GUIDANCE_SCALE, value=defaults[2])
+                    with gr.Row():
+                        c["condition_window_start"] = slider(settings.CONDITION_WINDOW_START,
+                                                             info="Fraction of the steps")
+                        c["condition_window_end"] = slider(settings.CONDITION_WINDOW_END,
+                                                           info="with the negative-pose pass")
+                    with gr.Row():
+                        c["seed"] = gr.Number(value=settings.SEED.default, precision=0, minimum=settings.SEED.minimum,
+                                              maximum=settings.SEED.maximum, label=settings.SEED.label)
+                        c["randomize_seed"] = gr.Checkbox(value=True, label="Randomise seed")
+                with gr.Row():
+                    preview_btn = gr.Button("Preview poses", variant="secondary", elem_id="preview-btn")
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", min_width=80, scale=0)
+                c["estimate"] = gr.Markdown(elem_classes=["sd-hint"], elem_id="estimate")
+
+        with gr.Tabs(selected="preview") as tabs:
+            with gr.Tab("Pose preview", id="preview"):
+                c["preview_video"] = gr.Video(label="Driving | extracted | aligned over the character",
+                                              show_label=False, elem_id="preview-video", autoplay=True, loop=True,
+                                              interactive=False, height=420)
+                with gr.Row():
+                    c["pose_video"] = gr.Video(label="Positive pose condition", elem_id="pose-video", loop=True,
+                                               interactive=False, height=320)
+                    with gr.Column():
+                        c["report"] = gr.Markdown("Preview the poses to see what was extracted and repaired.",
+                                                  label="Report", elem_id="repair-report")
+                        c["poses_file"] = gr.File(label="poses.json (reusable with any character)",
+                                                  interactive=False, height=110)
+            with gr.Tab("Result", id="result"):
+                with gr.Row():
+                    c["result_video"] = gr.Video(label="SteadyDancer", elem_id="result-video", autoplay=True,
+                                                 loop=True, interactive=False, height=460)
+                    c["comparison_video"] = gr.Video(label="Driving | pose | result", elem_id="comparison-video",
+                                                     loop=True, interactive=False, height=460)
+                with gr.Row():
+                    c["seed_used"] = gr.Number(label="Seed used", precision=0, interactive=False)
+                    c["settings_used"] = gr.JSON(label="Settings used")
+
+        example_rows = [[str(EXAMPLES_DIR / "astronaut.png"), str(entry["video"]), name]
+                        for name, entry in motions.items() if entry["video"] is not None]
+        if example_rows and (EXAMPLES_DIR / "astronaut.png").is_file():
+            # Cached lazily: the first click on an example runs the (CPU) preview once for everybody.
+            inputs, outputs = io_for(studio.preview_example, c)
+            gr.Examples(example_rows, inputs=inputs, outputs=outputs, fn=studio.preview_example,
+                        cache_examples=True, cache_mode="lazy", label="Examples")
+
+        gr.Markdown(
+            "Preview poses runs on the CPU and is free. Generate needs the SteadyDancer weights and a GPU "
+            "(on a ZeroGPU Space it borrows one for the estimated time). Uploads up to "
+            f"{settings.MAX_UPLOAD_SIZE}; driving clips up to {settings.MAX_DRIVING_SECONDS:.0f} s. Your files stay "
+            "in your own session folder and are deleted when you leave.", elem_classes=["sd-footer"])
+
+        # -- wiring: every event's inputs and outputs come from its handler ---------------------------
+        def on(triggers, fn, **kwargs):
+            inputs, outputs = io_for(fn, c)
+            return gr.on(triggers, fn, inputs, outputs, **kwargs)
+
+        private = dict(api_visibility="private", queue=False)
+        preview_btn.click(lambda: gr.Tabs(selected="preview"), None, tabs, **private).then(
+            studio.preview_poses, *io_for(studio.preview_poses, c), api_name="preview_poses",
+            concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu")
+        # A pose control changed after a preview: re-run only the stages it affects (user actions
+        # only -- .release / .input / .submit, not .change, so examples filling values do not fire).
+        on([c["smooth"].release, c["num_frames"].release, c["repair"].input, c["align_mode"].input,
+            c["alignment_frame"].submit, c["alignment_frame"].blur, c["lead_in_frames"].submit,
+            c["lead_in_frames"].blur], studio.refresh_preview, api_visibility="private",
+           concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu", trigger_mode="always_last")
+
+        gen_event = generate_btn.click(lambda: gr.Tabs(selected="result"), None, tabs, **private).then(
+            studio.generate, *io_for(studio.generate, c), api_name="generate", concurrency_limit=1,
+            concurrency_id="gpu")
+        # Gradio's `cancels` drops a queued or streaming event; a running step loop is stopped by
+        # the session's flag, checked at every denoising step (runtime.run_generation).
+        cancel_btn.click(studio.cancel_generation, *io_for(studio.cancel_generation, c), cancels=[gen_event],
+                         concurrency_limit=None, api_visibility="private")
+
+        # Choosing a project motion shows its clip; uploading a clip deselects the motion.
+        on([c["motion"].input], studio.show_motion, **private)
+        c["driving_video"].upload(lambda: "", None, c["motion"], **private)
+        c["driving_video"].clear(lambda: "", None, c["motion"], **private)
+
+        on([c["resolution"].input], studio.resolution_shift, **private)
+        on([c["preset"].input], studio.sampling_defaults, **private)
+        on([c["num_frames"].change], studio.length_text, **private)
+        estimate_inputs, _ = io_for(studio.estimate_text, c)
+        on([control.change for control in estimate_inputs] + [demo.load], studio.estimate_text, **private)
+        on([demo.load], studio.runtime_status, **private)
+    demo.components_by_name = c  # for tests and tools: the name -> component table
+    return demo
+
+
+def create_demo(studio: Studio) -> gr.Blocks:
+    """The Blocks with its queue: bounded, one GPU job at a time (concurrency_id "gpu"), two CPU
+    previews at a time (concurrency_id "cpu")."""
+    blocks = build_demo(studio)
+    blocks.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    return blocks
+
+
+def launch_kwargs() -> dict:
+    return dict(theme=THEME, css=css(), max_file_size=settings.MAX_UPLOAD_SIZE, allowed_paths=[str(EXAMPLES_DIR)],
+                show_error=True, footer_links=["api"])

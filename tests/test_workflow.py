@@ -1,0 +1,81 @@
+"""The one workflow (steadydancer.generation): the length and the size are decided once, the
+conditions are rendered at exactly the size the pipeline generates, on the official canvas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from steadydancer.constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
+from steadydancer.generation import audio_source, generation_size, output_fps, prepare_job
+from steadydancer.pose.align import AlignmentInfo
+from steadydancer.pose.path import AlignedPoses, CleanedPoses, DrivingPoses, PoseOptions, PosePathResult, ReferencePose
+from steadydancer.pose.render import official_canvas_size
+from steadydancer.pose.repair import RepairReport
+from steadydancer.pose.sequence import PoseFrame, PoseSequence
+from steadydancer.pose.skeleton import BODY
+
+from conftest import STANDING
+
+#: Image sides and aspect ratios a user may bring (portrait, landscape, square, odd, tiny, huge).
+SIZES = [(300, 311), (400, 582), (864, 1184), (1080, 1920), (1920, 1080), (1000, 1000), (2000, 700),
+         (333, 1000), (1283, 1709), (517, 389), (4000, 3000), (720, 1280)]
+
+
+def _poses(image_size, frames=5, options=None) -> PosePathResult:
+    w, h = image_size
+    body = np.array([STANDING[name] for name in sorted(BODY, key=BODY.get)], dtype=np.float64)
+    body[:, 0] = 0.5 + (body[:, 0] - 0.5) * h / w  # height units -> normalised to this aspect
+    empty = PoseFrame.empty()
+    frame = PoseFrame(body=np.concatenate([body, np.full((len(body), 1), 0.9)], 1), hands=empty.hands,
+                      face=empty.face)
+    seq = PoseSequence.from_frames([frame] * frames, fps=16.0, width=w, height=h)
+    image = Image.new("RGB", image_size, (90, 120, 150))
+    reference = ReferencePose(image=image, size=size_for_area(w, h, DEFAULT_MAX_AREA), pose=frame)
+    info = AlignmentInfo(scales={}, offset=(0.0, 0.0), alignment_frames=[0], mode="official")
+    aligned = AlignedPoses(positive=seq, negative=seq, info=info)
+    options = options or PoseOptions()
+    return PosePathResult(reference, DrivingPoses(poses=seq), CleanedPoses(poses=seq, report=RepairReport(events=[])),
+                          aligned, options)
+
+
+@pytest.mark.parametrize("max_area", [832 * 480, DEFAULT_MAX_AREA])
+def test_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(max_area, monkeypatch):
+    import steadydancer.pose.render as render
+
+    canvases = []
+    original = render.render_pose
+    monkeypatch.setattr(render, "render_pose", lambda frame, w, h, **kw: canvases.append((w, h)) or original(
+        frame, w, h, **kw))
+    for size in SIZES:
+        canvases.clear()
+        job = prepare_job(_poses(size, frames=6), max_area=max_area)
+        # The size the pipeline generates for this photo (its own rule, on the photo's own pixels).
+        width, height = size_for_area(size[0], size[1], max_area)
+        assert (job.width, job.height) == (width, height) == generation_size(size, max_area)
+        assert job.num_frames == 5  # 6 frames -> 4n+1, decided once
+        assert len(job.positive) == len(job.negative) == 5
+        assert all(f.shape == (height, width, 3) for f in job.positive + job.negative), size
+        # The official canvas: twice the official working size of the photo itself.
+        official = size_for_area(size[0], size[1], DEFAULT_MAX_AREA)
+        assert set(canvases) == {(2 * official[0], 2 * official[1])} == {official_canvas_size(*size)}, size
+
+
+def test_the_canvas_is_not_rounded_twice():
+    # 400x582: working size 624x912; rounding that again would give 624x928 (canvas 1248x1856).
+    assert official_canvas_size(400, 582) == (1248, 1824)
+
+
+def test_length_rate_and_audio_rules():
+    poses = _poses((400, 600), frames=30)
+    assert prepare_job(poses, max_area=64 * 64, num_frames=81).num_frames == 29  # clipped, then 4n+1
+    assert prepare_job(poses, max_area=64 * 64, num_frames=9).num_frames == 9
+    assert output_fps(PoseOptions()) == MODEL_FPS and output_fps(PoseOptions(fps=24)) == 24
+    assert output_fps(PoseOptions(fps=0)) == MODEL_FPS  # every source frame, played at the model's rate
+    poses.driving.video = "clip.mp4"
+    assert audio_source(poses) == "clip.mp4"
+    assert audio_source(_poses((400, 600), options=PoseOptions(fps=0))) is None  # slowed down: no sound
+    lead = _poses((400, 600))
+    lead.driving.video, lead.aligned.lead_in_frames = "clip.mp4", 4
+    assert audio_source(lead) is None  # the video does not start with the clip
