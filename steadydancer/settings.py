@@ -272,14 +272,9 @@ LEAD_IN_FRAMES = Range("lead_in_frames", "Lead-in frames", 0, 0, 1600, 1, intege
                        help="frames that move from the character's own pose to the first driving pose")
 
 
-def _align_modes() -> dict[str, str]:
-    from .pose.align import MODES
-
-    labels = {"auto": "Auto", "official": "Official (MusePose)", "robust": "Robust"}
-    return {mode: labels.get(mode, mode.capitalize()) for mode in MODES}
-
-
-ALIGN_MODE = Choice("align_mode", "Alignment", "auto", _align_modes(),
+#: The alignment modes (implemented in :mod:`steadydancer.pose.align`, which reads them from here).
+ALIGN_MODE = Choice("align_mode", "Alignment", "auto",
+                    {"auto": "Auto", "official": "Official (MusePose)", "robust": "Robust"},
                     help="auto (default: the official SteadyDancer/MusePose rule, robust where it fails), "
                          "official, or robust")
 

@@ -51,10 +51,11 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import SteadyDancerInputError
+from ..settings import ALIGN_MODE
 from .sequence import PoseFrame, PoseSequence, present
 from .skeleton import BODY, BODY_BONES, HAND_WRIST, NUM_BODY
 
-MODES = ("auto", "official", "robust")
+MODES = tuple(ALIGN_MODE.choices)  # ("auto", "official", "robust")
 
 #: The ten scale groups, in the order the official code lists them.
 SCALE_GROUPS = (
