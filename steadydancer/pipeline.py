@@ -10,8 +10,12 @@ from its hard-coded 81 frames to any ``4n + 1``:
 * ``y`` = [4 mask channels, 1 on latent frame 0 ; VAE(reference image, then mid-grey frames)];
 * ``ref_x`` = [VAE(reference) ; ones(4) ; VAE(reference)], ``ref_c`` = [VAE(first pose frame) ;
   zeros(4) ; VAE(first pose frame)];
-* CLIP(reference image) and CLIP(first pose frame), resized to the CLIP input size as the official
-  preprocessing does (whole frame, no centre crop);
+* CLIP(reference image at its own size) and CLIP(first pose frame at the reference's size),
+  resized straight to the CLIP input size as the official preprocessing does (torch bicubic, whole
+  frame, no centre crop);
+* the reference and the pose frames resized to the video size with torch bicubic without
+  antialiasing, the pose frames after a first PIL resize to the reference's size (official path;
+  ``resize_antialias=True`` is the documented alternative); the decoded video clamped to [-1, 1];
 * VAE latents of the positive and negative pose videos; every latent normalised the Wan way,
   ``(z - mean) / std`` per channel.
 
@@ -60,6 +64,7 @@ from .settings import (
     DEFAULT_NEGATIVE_PROMPT,
     GUIDANCE_SCALE,
     NUM_INFERENCE_STEPS,
+    RESIZE_ANTIALIAS_DEFAULT,
     SHIFT_DEFAULT,
     SOLVER,
     WINDOW_FRAMES,
@@ -87,7 +92,8 @@ logger = logging.get_logger(__name__)
 
 
 def _image_to_tensor(image) -> torch.Tensor:
-    """PIL image / uint8 ``H x W x 3`` array / ``[3, H, W]`` tensor in [-1, 1] -> float32 ``[3, H, W]`` in [-1, 1]."""
+    """PIL image / uint8 ``H x W x 3`` array / ``[3, H, W]`` tensor in [-1, 1] -> float32 ``[3, H, W]`` in [-1, 1]
+    (uint8 as the official code: ``x / 255``, then ``(x - 0.5) / 0.5``)."""
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise SteadyDancerInputError(f"An image tensor must be [3, H, W] in [-1, 1], got {tuple(image.shape)}.")
@@ -101,12 +107,16 @@ def _image_to_tensor(image) -> torch.Tensor:
         )
     if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch wants writable memory
         array = array.copy()
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div(255.0).sub(0.5).div(0.5)
 
 
 class _Frames:
     """A video kept as it came (uint8 frames, or a float tensor), converted to float and resized
-    one window at a time, so a long clip never sits in memory as float32 at full size."""
+    one window at a time (frame by frame), so a long clip never sits in memory as float32 at full size.
+
+    ``via_size`` (H, W): the official path first resizes every pose frame to the reference image's
+    size -- with PIL's bicubic (antialiased when shrinking) for uint8 frames, torch's antialiased
+    bicubic for float tensors -- and only then to the generation size (:func:`_resize`)."""
 
     def __init__(self, frames, name: str):
         if isinstance(frames, torch.Tensor):
@@ -134,27 +144,44 @@ class _Frames:
         self.size = first.shape[:2]
         self.count = len(arrays)
 
-    def window(self, start: int, length: int, height: int, width: int) -> torch.Tensor:
-        """Frames ``start .. start + length - 1`` as float32 ``[3, length, height, width]`` in [-1, 1]."""
+    def frame(self, index: int, via_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Frame ``index`` as float32 ``[3, H, W]`` in [-1, 1], at ``via_size`` (H, W) when given."""
+        if via_size is not None:
+            via_size = tuple(via_size)
         if self._tensor is not None:
-            video = self._tensor[:, start : start + length].float()
-        else:
-            video = torch.stack([_image_to_tensor(f) for f in self._frames[start : start + length]], dim=1)
-        return _resize(video, height, width)
+            frame = self._tensor[:, index].float()
+            if via_size is not None and tuple(frame.shape[1:]) != via_size:
+                frame = F.interpolate(frame[None], size=via_size, mode="bicubic", align_corners=False,
+                                      antialias=True)[0]
+            return frame
+        array = self._frames[index]
+        if via_size is not None and tuple(array.shape[:2]) != via_size:
+            resized = PIL.Image.fromarray(array).resize((via_size[1], via_size[0]), PIL.Image.Resampling.BICUBIC)
+            array = np.asarray(resized)
+        return _image_to_tensor(array)
+
+    def window(self, start: int, length: int, height: int, width: int, via_size: tuple[int, int] | None = None,
+               antialias: bool = False) -> torch.Tensor:
+        """Frames ``start .. start + length - 1`` as float32 ``[3, length, height, width]`` in [-1, 1]."""
+        return torch.stack(
+            [_resize(self.frame(i, via_size), height, width, antialias) for i in range(start, start + length)], dim=1
+        )
 
 
-def _resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bicubic resize of ``[C, F, H, W]`` (or ``[C, H, W]``) to (height, width).
+def _resize(frames: torch.Tensor, height: int, width: int, antialias: bool = False) -> torch.Tensor:
+    """Bicubic resize (torch, ``align_corners=False``) of ``[C, F, H, W]`` (or ``[C, H, W]``) to (height, width).
 
-    Antialiased when shrinking: the first frame is preserved through the whole video, so aliasing
-    from a large photo would stay visible (the official code resizes without antialiasing).
+    The official path resizes without antialiasing (values may overshoot [-1, 1]; nothing clamps
+    them). ``antialias=True`` antialiases when shrinking (a large photo resized without it aliases,
+    and the first frame carries that through the video) -- an option, not the official behaviour.
     """
     single = frames.ndim == 3
     video = frames.unsqueeze(1) if single else frames
     if video.shape[-2:] != (height, width):
         shrinking = video.shape[-2] > height or video.shape[-1] > width
         video = F.interpolate(
-            video.transpose(0, 1), size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking
+            video.transpose(0, 1), size=(height, width), mode="bicubic", align_corners=False,
+            antialias=antialias and shrinking,
         ).transpose(0, 1)
     return video[:, 0] if single else video
 
@@ -212,14 +239,11 @@ class SteadyDancerPipelineOutput(BaseOutput):
 
 
 def _clean_prompt(text: str) -> str:
-    """Wan's text cleaning (ftfy when installed, HTML unescape, whitespace collapse)."""
-    try:
-        import ftfy
+    """The official text cleaning: ``ftfy.fix_text`` (also straightens curly quotes, which the UMT5
+    vocabulary would otherwise map differently), HTML unescape twice, whitespace runs -> one space."""
+    import ftfy  # a hard requirement: without it the tokens differ from the official ones
 
-        text = ftfy.fix_text(text)
-    except ImportError:  # ftfy is in requirements.txt; cleaning without it only skips mojibake fixes
-        pass
-    text = html.unescape(html.unescape(text)).strip()
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -417,12 +441,12 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return (latents - mean) * (1.0 / std)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        r"""Pixels ``[B, 3, F, H, W]`` in about [-1, 1] (float32, on the CPU) of normalised latents."""
+        r"""Pixels ``[B, 3, F, H, W]`` clamped to [-1, 1] (float32, on the CPU) of normalised latents."""
         vae_device = self._device_of("vae")
         mean, std = self._latents_mean_std(vae_device)
         latents = latents.to(device=vae_device, dtype=torch.float32) / (1.0 / std) + mean
         video = self.vae.decode(latents.to(self._dtype_of("vae")), return_dict=False)[0]
-        return video.float().cpu()
+        return video.float().clamp(-1.0, 1.0).cpu()  # the official decode clamps to [-1, 1]
 
     # ----------------------------------------------------------------------------- conditioning
     def _first_frame_mask(self, num_latent_frames: int, height: int, width: int, device) -> torch.Tensor:
@@ -513,6 +537,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         window_frames: int = WINDOW_FRAMES.default,
         window_overlap: int = WINDOW_OVERLAP.default,
         window_color_match: bool = True,
+        resize_antialias: bool = RESIZE_ANTIALIAS_DEFAULT,
         batch_guidance_passes: bool | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -533,7 +558,9 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 The character. It becomes the first frame; its aspect ratio sets the video's.
             pose_video (list of frames, uint8 `np.ndarray` [F, H, W, 3] or `torch.Tensor` [3, F, H, W]):
                 The positive pose condition, aligned to the character (its first frame is the
-                character's pose). Frames are resized (bicubic) to the video size.
+                character's pose). Frames are resized to the reference image's size, then to the
+                video size, as the official path (see ``resize_antialias``); rendering them at the
+                reference image's size makes the first resize a no-op.
             negative_pose_video (same types, *optional*):
                 The negative pose condition for condition guidance. Without it there is no condition
                 pass (as ``condition_guidance_scale=0``).
@@ -556,6 +583,14 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 windows (both ``4n + 1``); see the module docstring.
             window_color_match (`bool`, defaults to `True`): match each window's colours to the
                 previous one over the overlap.
+            resize_antialias (`bool`, defaults to `False`): the official path (default) resizes the
+                reference image and every pose frame to the video size with torch bicubic *without*
+                antialiasing, the pose frames after a first resize to the reference image's size
+                (PIL bicubic, antialiased). True resizes both straight to the video size with
+                antialiasing when shrinking (less aliasing from large inputs; not what the model was
+                validated with). The CLIP inputs are the official ones either way: the reference at
+                its own size and the first pose frame at the reference's size, resized straight to
+                224 x 224 (torch bicubic, no antialiasing, no crop).
             batch_guidance_passes (`bool`, *optional*): run a step's guidance passes as one batch
                 (default: ``self.batch_guidance_passes``); False runs them one by one (less memory).
             generator (`torch.Generator`, *optional*): drives the initial noise of every window (and
@@ -585,7 +620,8 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def _generate(
         self, *, image, pose_video, negative_pose_video, prompt, negative_prompt, height, width, max_area, num_frames,
         num_inference_steps, guidance_scale, condition_guidance_scale, condition_window, shift, solver,
-        window_frames, window_overlap, window_color_match, batch_guidance_passes, generator, latents, prompt_embeds,
+        window_frames, window_overlap, window_color_match, resize_antialias, batch_guidance_passes, generator, latents,
+        prompt_embeds,
         negative_prompt_embeds, output_type, return_dict, attention_kwargs, callback_on_step_end,
         callback_on_step_end_tensor_inputs, max_sequence_length,
     ):
@@ -596,8 +632,9 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 raise ValueError("One video per call: pass one generator.")
             generator = generator[0]
 
-        # 1. Frames, size and frame count.
+        # 1. Frames, size and frame count (the reference's own size sets the aspect ratio).
         reference = _image_to_tensor(image)
+        reference_size = tuple(reference.shape[1:])
         positive = _Frames(pose_video, "pose_video")
         negative = _Frames(negative_pose_video, "negative_pose_video") if negative_pose_video is not None else None
         if height is None or width is None:
@@ -623,8 +660,12 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             raise SteadyDancerInputError(
                 "output_type='latent' returns one window's latent; ask for at most window_frames frames."
             )
-        reference = _resize(reference, height, width)
-        first_pose = positive.window(0, 1, height, width)[:, 0]
+        # Official path: pose frames go through the reference's size, then everything to (height, width)
+        # with torch bicubic, no antialiasing; the CLIP inputs are the reference-size images.
+        via_size = None if resize_antialias else reference_size
+        clip_images = torch.stack([reference, positive.frame(0, reference_size)])
+        reference = _resize(reference, height, width, resize_antialias)
+        first_pose = positive.window(0, 1, height, width, via_size, resize_antialias)[:, 0]
 
         self._guidance_scale = guidance_scale
         self._attention_kwargs = attention_kwargs
@@ -648,8 +689,9 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             max_sequence_length=max_sequence_length,
             device=device,
         )
-        clip_tokens = self.encode_image(torch.stack([reference, first_pose]), device)
+        clip_tokens = self.encode_image(clip_images, device)
         image_embeds, pose_image_embeds = clip_tokens[0:1], clip_tokens[1:2]
+        del clip_images
 
         # 3. Reference blocks (identity anchors, never re-encoded per window).
         ref_x, ref_c = self.prepare_reference_latents(reference, first_pose, device)
@@ -669,14 +711,16 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     self.transformer._reset_stateful_cache()  # cache hooks: a new window is a new trajectory
                 first_frame = reference if window_index == 0 else tail[:, 0].clamp(-1.0, 1.0)
                 image_condition = self.prepare_image_condition(first_frame, length, device)
-                pose_latents = self.encode_video(positive.window(start, length, height, width)[None], device)
+                pose_latents = self.encode_video(
+                    positive.window(start, length, height, width, via_size, resize_antialias)[None], device)
                 negative_pose_latents = None
                 if use_condition_guidance and any(
                     "uncond_condition" in passes_for_step(i, num_inference_steps, guidance_scale,
                                                           condition_guidance_scale, condition_window)
                     for i in range(num_inference_steps)
                 ):
-                    negative_pose_latents = self.encode_video(negative.window(start, length, height, width)[None], device)
+                    negative_pose_latents = self.encode_video(
+                        negative.window(start, length, height, width, via_size, resize_antialias)[None], device)
                 inputs = DenoisingInputs(
                     prompt_embeds=prompt_embeds,
                     negative_prompt_embeds=negative_prompt_embeds,
@@ -785,13 +829,17 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         offline: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         revision: str | None = None,
+        clip_heads: int | None = None,
     ) -> "SteadyDancerPipeline":
         r"""Load from any supported layout (see :func:`resolve_weights`): a diffusers-format folder or
-        repo (``model_index.json``), or a SteadyDancer transformer folder/repo (the official
-        ``MCG-NJU/SteadyDancer-14B``: ``config.json`` + ``diffusion_pytorch_model*.safetensors`` with
-        official names) plus the encoders of a Wan2.1-I2V diffusers folder/repo. Downloads only the
-        files needed (once, with progress), honours ``HF_HUB_OFFLINE``. The transformer and text
-        encoder load in ``torch_dtype``; the VAE and CLIP stay float32. Raises
+        repo (``model_index.json``); the complete official checkpoint folder
+        (``MCG-NJU/SteadyDancer-14B`` as released: transformer + the T5 / CLIP / VAE ``.pth`` files +
+        ``google/umt5-xxl/``), loaded as-is with nothing downloaded; or a SteadyDancer transformer
+        folder/repo (``config.json`` + ``diffusion_pytorch_model*.safetensors``) plus the encoders of a
+        Wan2.1-I2V diffusers folder/repo. Downloads only the files needed (once, with progress),
+        honours ``HF_HUB_OFFLINE``. The transformer and text encoder load in ``torch_dtype``; the VAE
+        and CLIP stay float32. ``clip_heads``: head count of an official CLIP file that is not the
+        released ViT-H/14 (not stored in its weights). Raises
         :class:`~steadydancer.errors.MissingWeightsError` with instructions when weights are missing.
         """
         from diffusers import UniPCMultistepScheduler
@@ -805,10 +853,16 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 location.pipeline_dir,
                 dtype={"default": torch_dtype, "vae": torch.float32, "image_encoder": torch.float32},
             )
-        enc = location.encoders_dir
         transformer = SteadyDancerTransformer3DModel.from_pretrained(
             str(location.transformer_dir), torch_dtype=torch_dtype
         )
+        if location.official_encoders_dir is not None:
+            from .models.official_encoders import load_official_encoders
+
+            encoders = load_official_encoders(location.official_encoders_dir, text_encoder_dtype=torch_dtype,
+                                              clip_heads=clip_heads)
+            return cls(scheduler=build_scheduler(SOLVER.default, SHIFT_DEFAULT), transformer=transformer, **encoders)
+        enc = location.encoders_dir
         scheduler_dir = Path(location.transformer_dir).parent / "scheduler"
         if (Path(enc) / "scheduler" / "scheduler_config.json").is_file():
             scheduler_dir = Path(enc) / "scheduler"

@@ -168,6 +168,13 @@ WINDOW_FRAMES = Range("window_frames", "Window length", 81, 9, 81, VAE_TEMPORAL_
 WINDOW_OVERLAP = Range("window_overlap", "Window overlap", 5, 1, 21, VAE_TEMPORAL_STRIDE, integer=True)
 
 
+#: Resizing the reference and the pose frames to the video size: False (default) is the official path
+#: (torch bicubic without antialiasing; pose frames first resized to the reference photo's size);
+#: True antialiases when shrinking (pipeline argument ``resize_antialias``; not what the model was
+#: validated with).
+RESIZE_ANTIALIAS_DEFAULT = False
+
+
 def frames_to_generate(requested: int | None, available: int, minimum: int = NUM_FRAMES.minimum) -> int:
     """The one rule for the length: ``requested`` (default: everything available), clipped to the
     ``available`` pose frames, rounded down to 4n + 1; a user error when fewer than ``minimum``

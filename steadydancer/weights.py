@@ -42,17 +42,36 @@ ENCODER_PATTERNS = (
 )
 DIFFUSERS_PATTERNS = ("model_index.json", "scheduler/*", "transformer/*.json", "transformer/*.safetensors") + ENCODER_PATTERNS
 
+#: The encoders of the official checkpoint folder (the Wan2.1-I2V-14B config's file names), loaded
+#: as-is by :mod:`steadydancer.models.official_encoders`. (``xlm-roberta-large/``, the CLIP text
+#: tokenizer, is never used.)
+OFFICIAL_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+OFFICIAL_T5_TOKENIZER = "google/umt5-xxl"
+OFFICIAL_CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+OFFICIAL_VAE_FILE = "Wan2.1_VAE.pth"
+OFFICIAL_ENCODER_FILES = (OFFICIAL_T5_FILE, OFFICIAL_T5_TOKENIZER, OFFICIAL_CLIP_FILE, OFFICIAL_VAE_FILE)
+
 
 
 @dataclass
 class WeightsLocation:
-    """Local folders to load from: either ``pipeline_dir`` (diffusers format) or
-    ``transformer_dir`` (official names or diffusers names) + ``encoders_dir`` (Wan2.1-I2V diffusers
-    folder with ``vae/ text_encoder/ tokenizer/ image_encoder/ [image_processor/]``)."""
+    """Local folders to load from: either ``pipeline_dir`` (diffusers format), or
+    ``transformer_dir`` (official names or diffusers names) + either ``official_encoders_dir`` (the
+    official folder's own ``.pth`` encoders) or ``encoders_dir`` (Wan2.1-I2V diffusers folder with
+    ``vae/ text_encoder/ tokenizer/ image_encoder/ [image_processor/]``)."""
 
     pipeline_dir: Path | None = None
     transformer_dir: Path | None = None
     encoders_dir: Path | None = None
+    official_encoders_dir: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """``diffusers`` (one pipeline folder), ``official`` (the complete official folder) or
+        ``transformer+encoders`` (a transformer folder + a Wan2.1-I2V diffusers encoders folder)."""
+        if self.pipeline_dir is not None:
+            return "diffusers"
+        return "official" if self.official_encoders_dir is not None else "transformer+encoders"
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -81,6 +100,20 @@ def _has_encoders(folder: Path) -> bool:
     return all((folder / name).is_dir() for name in ("vae", "text_encoder", "tokenizer", "image_encoder"))
 
 
+def missing_official_encoder_files(folder: str | os.PathLike) -> list[str]:
+    """The official encoder files / folders absent from ``folder`` (empty: all there; folders end in /)."""
+    folder = Path(folder)
+    missing = []
+    for name in OFFICIAL_ENCODER_FILES:
+        path = folder / name
+        if name == OFFICIAL_T5_TOKENIZER:
+            if not (path.is_dir() and any(path.iterdir())):
+                missing.append(name + "/")
+        elif not path.is_file():
+            missing.append(name)
+    return missing
+
+
 def missing_weights_message(model, encoders, reason: str, offline: bool) -> str:
     """The exact instructions shown when weights are missing."""
     lines = [
@@ -91,7 +124,9 @@ def missing_weights_message(model, encoders, reason: str, offline: bool) -> str:
         f"  hf download {DEFAULT_MODEL_ID} --include 'config.json' --include 'diffusion_pytorch_model*'",
         f"  hf download {DEFAULT_ENCODERS_ID} "
         + " ".join(f"--include '{c}/*'" for c in ENCODER_COMPONENTS),
-        "or point the model at local folders: --model / STEADYDANCER_MODEL = a diffusers-format pipeline "
+        "or point the model at local folders: --model / STEADYDANCER_MODEL = the complete official folder "
+        f"(hf download {DEFAULT_MODEL_ID} --local-dir ./SteadyDancer-14B: transformer + T5/CLIP/VAE .pth + "
+        "google/umt5-xxl/; nothing else is downloaded), a diffusers-format pipeline "
         "folder (model_index.json) or a SteadyDancer transformer folder (config.json + "
         "diffusion_pytorch_model*.safetensors); --encoders / STEADYDANCER_ENCODERS = a Wan2.1-I2V "
         "diffusers folder with vae/, text_encoder/, tokenizer/, image_encoder/.",
@@ -141,8 +176,11 @@ def resolve_weights(
     (``model_index.json``) or a SteadyDancer transformer (``config.json`` +
     ``diffusion_pytorch_model*.safetensors``, at the root -- the official layout -- or under
     ``transformer/``). The encoders come from the same folder when it has diffusers-format
-    ``vae/ text_encoder/ tokenizer/ image_encoder/`` subfolders, else from ``encoders`` (local folder
-    or repo id of a Wan2.1-I2V diffusers pipeline). From the Hub only the needed files are fetched
+    ``vae/ text_encoder/ tokenizer/ image_encoder/`` subfolders or all the official encoder files
+    (:data:`OFFICIAL_ENCODER_FILES`: T5 / CLIP / VAE ``.pth`` + ``google/umt5-xxl/``; nothing is
+    downloaded; a local folder with only some of them is an error naming the missing ones), else
+    from ``encoders`` (local folder or repo id of a Wan2.1-I2V diffusers pipeline). A Hub repo whose
+    cached snapshot already holds the official encoder files uses them too. From the Hub only the needed files are fetched
     (``allow_patterns``; never the Wan transformer or the ``.pth`` files); files already in the cache
     are not fetched again. ``offline`` defaults to ``HF_HUB_OFFLINE``.
     """
@@ -189,9 +227,19 @@ def resolve_weights(
                                     offline)
         )
 
-    # 3. The encoders.
+    # 3. The encoders: the folder's own (diffusers format, or the official .pth files), else `encoders`.
     if _has_encoders(root):
         return WeightsLocation(transformer_dir=transformer_dir, encoders_dir=root)
+    missing_official = missing_official_encoder_files(root)
+    if not missing_official:
+        return WeightsLocation(transformer_dir=transformer_dir, official_encoders_dir=root)
+    if is_local and len(missing_official) < len(OFFICIAL_ENCODER_FILES):
+        # Some official encoder files but not all: an interrupted download, not a transformer-only folder.
+        includes = " ".join(f"--include '{name}*'" if name.endswith("/") else f"--include '{name}'"
+                            for name in missing_official)
+        raise MissingWeightsError(missing_weights_message(
+            model, encoders, f"{root} holds part of the official encoders but lacks {', '.join(missing_official)}. "
+            f"Download them: hf download {DEFAULT_MODEL_ID} {includes} --local-dir {root}", offline))
     if encoders is None:
         raise MissingWeightsError(missing_weights_message(model, encoders, f"{root} has no encoders and none were "
                                                           "given.", offline))

@@ -555,6 +555,9 @@ def load_official_folder(
     headers = _read_headers(files)
     naming = _detect_naming(headers)
     rename = convert_official_key if naming == "official" else (lambda key: key)
+    if naming == "official" and "img_emb.proj.0.weight" in headers:
+        # The official class hard-codes the CLIP token width (1280); the weights tell the real one.
+        model_config["image_dim"] = headers["img_emb.proj.0.weight"][1][0]
     model = _load_into_empty_model(cls, model_config, headers, rename, str(folder), torch_dtype, device)
     model.register_to_config(_name_or_path=str(folder))
     return model
