@@ -84,9 +84,10 @@ def load_product_pipeline(folder: Path, spec: dict):
 
 
 # ---------------------------------------------------------------------------------------- the run
-def run_product(folder: Path = FIXTURE) -> dict:
+def run_product(folder: Path = FIXTURE, **call_overrides) -> dict:
     """Run the product pipeline on a fixture set; returns every captured intermediate by golden name,
-    plus ``token_ids``, ``timesteps`` and ``model_calls_per_step``."""
+    plus ``token_ids``, ``timesteps`` and ``model_calls_per_step``. ``call_overrides``: other pipeline
+    arguments (to measure the product's options against the official path)."""
     spec = json.loads((folder / "generate.json").read_text())
     expected = load_file(folder / "expected.safetensors")
     generate, init = spec["generate_kwargs"], spec.get("init_kwargs", {})
@@ -138,6 +139,7 @@ def run_product(folder: Path = FIXTURE) -> dict:
             latents=expected["noise"][None], output_type="pt",
             callback_on_step_end=on_step_end,
             callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "negative_prompt_embeds"],
+            **call_overrides,
         ).frames
     finally:
         del pipe.vae.encode
