@@ -62,8 +62,9 @@ def load_pipeline(
 ):
     """Load SteadyDancer and lay it out in memory as ``preset`` says, on ``device``.
 
-    ``model``: a diffusers-format folder/repo, or the SteadyDancer transformer folder/repo (default
-    ``$STEADYDANCER_MODEL`` or ``MCG-NJU/SteadyDancer-14B``); ``encoders``: a Wan2.1-I2V diffusers
+    ``model``: a diffusers-format folder/repo, the complete official checkpoint folder (its T5 / CLIP /
+    VAE ``.pth`` files are loaded as-is, nothing downloaded), or the SteadyDancer transformer
+    folder/repo (default ``$STEADYDANCER_MODEL`` or ``MCG-NJU/SteadyDancer-14B``); ``encoders``: a Wan2.1-I2V diffusers
     folder/repo for the VAE / UMT5 / CLIP when the model has none (default ``$STEADYDANCER_ENCODERS``
     or ``Wan-AI/Wan2.1-I2V-14B-720P-Diffusers``). ``preset``: ``quality | balanced | low_vram |
     fast`` (see :mod:`steadydancer.presets`), recorded in ``pipe.config.preset``. ``offline`` defaults

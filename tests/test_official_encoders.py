@@ -13,7 +13,8 @@ import torch
 
 from steadydancer.errors import MissingWeightsError
 from steadydancer.models import official_encoders as oe
-from steadydancer.pipeline import SteadyDancerPipeline, resolve_weights
+from steadydancer.pipeline import SteadyDancerPipeline
+from steadydancer.weights import resolve_weights
 
 CKPT = Path(__file__).parent / "fixtures" / "official_pipeline" / "ckpt"
 TINY_CLIP_HEADS = 2  # the tiny CLIP's head count (generate.json); the released ViT-H/14 has 16 at width 1280
