@@ -133,7 +133,7 @@ def run_product(folder: Path = FIXTURE, **call_overrides) -> dict:
             num_inference_steps=generate["sampling_steps"], shift=generate["shift"],
             solver=generate["sample_solver"], guidance_scale=generate["guide_scale"],
             condition_guidance_scale=generate.get("condition_guide_scale", OFFICIAL_DEFAULTS["condition_guide_scale"]),
-            condition_guidance_window=(init.get("st_cond_cfg", OFFICIAL_DEFAULTS["st_cond_cfg"]),
+            condition_window=(init.get("st_cond_cfg", OFFICIAL_DEFAULTS["st_cond_cfg"]),
                                        init.get("end_cond_cfg", OFFICIAL_DEFAULTS["end_cond_cfg"])),
             window_frames=frame_num, generator=torch.Generator().manual_seed(generate["seed"]),
             latents=expected["noise"][None], output_type="pt",
