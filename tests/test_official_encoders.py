@@ -198,3 +198,15 @@ def test_load_pipeline_and_the_cli_model_flag_take_the_folder(official_folder, n
     check_model(official_folder, device="cpu", offline=True)
     pipe = load_pipeline(official_folder, preset="quality", device="cpu", offline=True)
     assert type(pipe.text_encoder).__name__ == "UMT5EncoderModel"
+
+
+def test_hub_snapshot_with_the_official_files_uses_them(tmp_path):
+    # The whole official repo already in the Hugging Face cache (e.g. after `hf download MCG-NJU/SteadyDancer-14B`):
+    # its own encoders are used, the Wan diffusers encoders are not asked for.
+    from tests.test_pipeline_loading import fake_hub_cache
+    from steadydancer.weights import DEFAULT_MODEL_ID
+
+    fake_hub_cache(tmp_path, DEFAULT_MODEL_ID, {p.name: p for p in CKPT.iterdir()})
+    location = resolve_weights(DEFAULT_MODEL_ID, "no/such-encoders-repo", offline=True, cache_dir=tmp_path)
+    assert location.kind == "official"
+    assert (location.official_encoders_dir / oe.OFFICIAL_T5_FILE).is_file()
