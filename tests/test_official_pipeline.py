@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.reference
+pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
 FIXTURE = Path(os.environ.get("STEADYDANCER_PIPELINE_FIXTURE")
                or Path(__file__).parent / "fixtures" / "official_pipeline")
