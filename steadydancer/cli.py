@@ -7,6 +7,7 @@ clear line and exit with status 2; anything else is a bug and keeps its tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,16 @@ class _Progress:
         if self.tty:
             self.stream.write("\n")
         self.stream.write(f"{message} ({time.time() - self.start:.1f} s)\n")
+
+
+class _Silent:
+    """The progress of ranks other than 0 under torchrun: nothing."""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        pass
+
+    def done(self, message: str) -> None:
+        pass
 
 
 def _flag(setting) -> str:
@@ -110,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range(s, settings.CONDITION_WINDOW_END)
     _add_range(s, settings.SHIFT)
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--attention", default=None,
+                   help="attention backend (diffusers' dispatcher: native, flash, _native_flash, sage, ...)")
+    g.add_argument("--parallel", default=None, metavar="|".join(settings.PARALLEL_MODES), help=settings.PARALLEL_HELP)
     g.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_pose_options(g)
     return parser
@@ -133,6 +147,18 @@ def run_pose(args) -> int:
 
 
 def run_generate(args) -> int:
+    if args.parallel:
+        from .parallel import check_preset, distributed_run
+
+        check_preset(args.preset)
+        with distributed_run(args.device) as run:
+            return _generate(args, run)
+    return _generate(args, None)
+
+
+def _generate(args, run) -> int:
+    """The generate command; ``run`` is this process's place in a ``--parallel`` torchrun launch
+    (rank 0 runs the pose path, reports progress and writes the video; every rank denoises its share)."""
     from .generation import check_model, load_pipeline, prepare_job, run_job, write_result
     from .pose.path import run_pose_path
 
@@ -152,18 +178,44 @@ def run_generate(args) -> int:
     if args.num_frames is not None:
         settings.NUM_FRAMES.check(args.num_frames)
     max_area = args.max_area or settings.RESOLUTION_AREAS[settings.RESOLUTION.check(args.resolution)]
-    progress = _Progress()
+    main_rank = run is None or run.is_main
+    progress = _Progress() if main_rank else _Silent()
+    device, attention, spec = args.device, args.attention, None
+    if run is not None:
+        from . import parallel
+
+        parallel.quiet_unless_main(run)
+        spec = parallel.parse_parallel(args.parallel, run.world_size)
+        attention = parallel.attention_backend_for(spec, args.attention)
+        device = run.device
     # Fail before the (minutes-long) pose path when the weights or the GPU are not there.
-    check_model(args.model, device=args.device, offline=args.offline or None, encoders=args.encoders)
-    poses = run_pose_path(args.image, args.video, _pose_options(args), progress=lambda f, m: progress(0.1 * f, m))
-    job = prepare_job(poses, max_area=max_area, num_frames=args.num_frames)
+    check_model(args.model, device=device, offline=args.offline or None, encoders=args.encoders)
+    found = {}
+
+    def pose_work():
+        found["poses"] = run_pose_path(args.image, args.video, _pose_options(args),
+                                       progress=lambda f, m: progress(0.1 * f, m))
+        return prepare_job(found["poses"], max_area=max_area, num_frames=args.num_frames,
+                           split=spec.world_size if spec else 1)
+
+    # With --parallel, rank 0 runs the pose path (the CPU-heavy detector) once and hands every rank the job.
+    job = pose_work() if run is None else parallel.share_from_main(run, pose_work)
     progress(0.1, f"loading the model ({preset})")
-    pipe = load_pipeline(args.model, preset=preset, device=args.device, offline=args.offline or None,
-                         encoders=args.encoders)
+    if run is not None:  # rank 0 downloads what is missing, then every rank loads from the cache
+        parallel.share_from_main(run, lambda: parallel.prefetch_weights(args.model, args.encoders, preset,
+                                                                         args.offline or None))
+    pipe = load_pipeline(args.model, preset=preset, device=device, offline=args.offline or None,
+                         encoders=args.encoders, attention_backend=attention)
+    if run is not None:
+        parallel.quiet_unless_main(run, pipe)
+        parallel.enable_context_parallel(pipe, spec)
+        progress(0.12, f"{spec.describe()} ({run.world_size} processes)")
     frames = run_job(pipe, job, sampling, prompt=args.prompt or settings.DEFAULT_PROMPT,
                      negative_prompt=args.negative_prompt, seed=args.seed,
                      progress=lambda f, m: progress(0.15 + 0.85 * f, m))
-    write_result(out, frames, job, poses, audio=not args.no_audio)
+    if not main_rank:
+        return 0
+    write_result(out, frames, job, found["poses"], audio=not args.no_audio)
     progress.done(f"{len(frames)} frames written to {out}")
     return 0
 
@@ -175,7 +227,9 @@ def main(argv=None) -> int:
             return run_pose(args)
         return run_generate(args)
     except (SteadyDancerInputError, MissingWeightsError) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        # Under torchrun --parallel every rank stops with the same error; rank 0 alone says it.
+        if not getattr(args, "parallel", None) or os.environ.get("RANK", "0") == "0":
+            print(f"\nerror: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -130,9 +130,15 @@ def pipeline_preset(pipe) -> str | None:
 # =============================================================================================
 
 
-def generation_size(image_size: tuple[int, int], max_area: int = DEFAULT_MAX_AREA) -> tuple[int, int]:
+def generation_size(image_size: tuple[int, int], max_area: int = DEFAULT_MAX_AREA, split: int = 1) -> tuple[int, int]:
     """(W, H) of the video for a character photo of ``image_size`` (its own pixels, never an already
-    rounded size): the official rule, :func:`steadydancer.constants.size_for_area`."""
+    rounded size): the official rule, :func:`steadydancer.constants.size_for_area`. ``split > 1``
+    (context parallelism over that many GPUs): a size whose token grid splits into equal shares,
+    :func:`steadydancer.parallel.parallel_size_for_area`."""
+    if split > 1:
+        from .parallel import parallel_size_for_area
+
+        return parallel_size_for_area(int(image_size[0]), int(image_size[1]), int(max_area), int(split))
     return size_for_area(int(image_size[0]), int(image_size[1]), int(max_area))
 
 
@@ -169,14 +175,14 @@ class GenerationJob:
 
 
 def prepare_job(poses: "PosePathResult", *, max_area: int = DEFAULT_MAX_AREA, num_frames: int | None = None,
-                negative: bool = True) -> GenerationJob:
+                negative: bool = True, split: int = 1) -> GenerationJob:
     """Decide the length (``num_frames``: default the whole motion; clipped to it, rounded down to 4n+1)
-    and the size (:func:`generation_size` of the photo) once, and render the conditions at exactly that
-    size (only the frames that will be generated)."""
+    and the size (:func:`generation_size` of the photo; ``split``: GPUs sharing the sequence) once, and
+    render the conditions at exactly that size (only the frames that will be generated)."""
     from .pose.path import render_conditions
 
     count = frames_to_generate(num_frames, len(poses.aligned.positive))
-    width, height = generation_size(poses.reference.image.size, max_area)
+    width, height = generation_size(poses.reference.image.size, max_area, split)
     aligned = dataclasses.replace(poses.aligned, positive=poses.aligned.positive[:count],
                                   negative=poses.aligned.negative[:count])
     positive, negative_frames = render_conditions(poses.reference, aligned, poses.options, size=(width, height))

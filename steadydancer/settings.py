@@ -264,6 +264,32 @@ def random_seed() -> int:
 
 
 # =============================================================================================
+# Several GPUs (context parallelism under torchrun; steadydancer.parallel)
+# =============================================================================================
+
+#: ``--parallel`` values: Ulysses or ring attention over all the processes, or R ring groups of U
+#: Ulysses ranks (R * U = the number of processes).
+PARALLEL_MODES = {"ulysses": "Ulysses attention (exact; the degree must divide the 40 heads)",
+                  "ring": "ring attention (any degree)",
+                  "RxU": "ring degree x Ulysses degree, e.g. 2x4"}
+PARALLEL_HELP = ("one video on several GPUs (context parallelism), under "
+                 "`torchrun --nproc_per_node N -m steadydancer generate ...`: ulysses, ring, or RxU "
+                 "(ring degree x Ulysses degree = N, e.g. 2x4)")
+#: The attention backend ring / unified attention uses unless a capable one is asked for: PyTorch's own
+#: FlashAttention-2 kernel, which returns the log-sum-exp ring attention merges partial results with.
+RING_ATTENTION_BACKEND = "_native_flash"
+#: Presets that do not combine with context parallelism, and why (shown to the user).
+PARALLEL_INCOMPATIBLE_PRESETS = {
+    "low_vram": (
+        "the low_vram preset streams every transformer weight from host RAM on every pass (group "
+        "offloading). With N GPUs each pass is N times shorter while each GPU still streams the whole "
+        "30 GB, and the N GPUs share the host's memory bandwidth: the copies, not the GPUs, would set "
+        "the speed. Context parallelism already divides the activation memory by N; use the quality "
+        "or balanced (fp8 weights, 16 GB) preset with --parallel."
+    ),
+}
+
+# =============================================================================================
 # Pose path
 # =============================================================================================
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -201,6 +202,24 @@ class SteadyDancerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, 
     _keep_in_fp32_modules = ["rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
     _keys_to_ignore_on_load_unexpected = ["norm_added_q"]
     _repeated_blocks = ["WanTransformerBlock"]
+    # Context parallelism (``enable_parallelism(config=ContextParallelConfig(...))``): everything before
+    # the blocks runs whole on every rank -- the pose branch (the frame-wise alignment unit attends over
+    # all frames at each pixel, so it cannot be split), the three patch embeddings, the two reference
+    # frames, RoPE over F + 2 frames and the text/CLIP context; then the rotary tables and the token
+    # sequence entering the first block are split along the sequence, the self-attention runs
+    # Ulysses/ring across ranks, the cross-attention runs locally against the whole context, and the
+    # sequence is gathered again after ``proj_out``. (diffusers' Wan plan, without its per-token
+    # timestep entry: SteadyDancer's timestep is one value per sample.)
+    _cp_plan = {
+        "rope": {
+            0: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+            1: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+        },
+        "blocks.0": {
+            "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False),
+        },
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
