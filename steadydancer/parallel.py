@@ -158,7 +158,8 @@ def parallel_size_for_area(width: int, height: int, max_area: int, world_size: i
     equal shares (diffusers splits the sequence in equal chunks). Among the sizes within
     ``max_area`` it keeps the aspect ratio closest to the image's, then the largest area. For
     16:9 / 9:16 and 832x480-shaped images in the 480p and 1024x576 classes it is the size one GPU
-    would use with N = 2 and 4, and with 8 except at 480p (832x464, 52 x 29 tokens, becomes 832x448)."""
+    would use with N = 2 and 4; with 8 it may be a step smaller (832x464, 52 x 29 tokens, becomes
+    832x448)."""
     from .constants import size_for_area
 
     base_w, base_h = size_for_area(width, height, max_area, multiple)
