@@ -156,7 +156,7 @@ def parallel_size_for_area(width: int, height: int, max_area: int, world_size: i
     """(W, H) as :func:`steadydancer.constants.size_for_area`, but with a latent token grid
     ``(H / 16) * (W / 16)`` that ``world_size`` divides, so every window of any length splits into
     equal shares (diffusers splits the sequence in equal chunks). Among the sizes within
-    ``max_area`` it keeps the aspect ratio closest to the image's, then the largest area. For
+    ``max_area`` whose aspect ratio is within 3% of the one-GPU size's, it takes the largest. For
     16:9 / 9:16 and 832x480-shaped images in the 480p and 1024x576 classes it is the size one GPU
     would use with N = 2 and 4; with 8 it may be a step smaller (832x464, 52 x 29 tokens, becomes
     832x448)."""
@@ -167,16 +167,15 @@ def parallel_size_for_area(width: int, height: int, max_area: int, world_size: i
     if (base_w // patch) * (base_h // patch) % world_size == 0:
         return base_w, base_h
     aspect = height / width
+    allowed = abs(math.log((base_h / base_w) / aspect)) + 0.03  # the one-GPU size's aspect error, + 3%
     best = None
-    for h in range(multiple, base_h + 1, multiple):
-        w = int(max_area // h) // multiple * multiple
-        for candidate_w in range(w, max(multiple, w - 4 * multiple) - 1, -multiple):
-            if (candidate_w // patch) * (h // patch) % world_size:
+    for h in range(multiple, int(max_area // multiple) + 1, multiple):
+        for w in range(multiple, int(max_area // h) // multiple * multiple + 1, multiple):
+            if (w // patch) * (h // patch) % world_size:
                 continue
-            error = abs(math.log((h / candidate_w) / aspect))
-            key = (round(error, 2), -candidate_w * h)
-            if best is None or key < best[0]:
-                best = (key, (candidate_w, h))
+            error = abs(math.log((h / w) / aspect))
+            if error <= allowed and (best is None or (-w * h, error) < best[0]):
+                best = ((-w * h, error), (w, h))
     if best is None:
         raise SteadyDancerInputError(
             f"No video size within {max_area} pixels splits into {world_size} equal shares: raise --max-area."
