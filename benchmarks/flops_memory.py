@@ -3,6 +3,7 @@
     python benchmarks/flops_memory.py                 # tables from the cost model (instant)
     python benchmarks/flops_memory.py --check         # + check the model against torch's counters
     python benchmarks/flops_memory.py --measure-vae   # + re-measure the VAE FLOPs per pixel (~1 min)
+    python benchmarks/flops_memory.py --parallel      # + one video on N = 1, 2, 4, 8 GPUs (estimates)
 
 The model is ``steadydancer.generation`` (tokens, FLOPs per pass by part, weight bytes per
 precision, peak activations, GPU-time estimate). ``--check`` builds the real 14B class on the meta
@@ -22,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from steadydancer.costs import (  # noqa: E402
     FIXED_SECONDS,
+    NVLINK_GBPS,
+    PCIE_GBPS,
+    context_parallel_pass,
     H200_TRANSFORMER_TFLOPS,
     H200_VAE_TFLOPS,
     REAL_14B,
@@ -96,6 +100,34 @@ def print_tables() -> None:
           f"+{FIXED_SECONDS:.0f} s fixed.")
 
 
+def print_parallel_tables() -> None:
+    """One 81-frame video on N GPUs (context parallelism, quality preset): per-GPU memory and time, and
+    the bytes each GPU sends per transformer pass -- all estimates of the cost model."""
+    layouts = [("1 GPU", (1, 1)), ("Ulysses 2", (1, 2)), ("Ulysses 4", (1, 4)), ("Ulysses 8", (1, 8)),
+               ("ring 2", (2, 1)), ("ring 4", (4, 1)), ("ring 8", (8, 1)), ("2x4", (2, 4))]
+    weights = weights_bytes()["transformer"]
+    print("\nOne video on N GPUs (--parallel), 81 frames, quality preset -- ESTIMATES of the cost model")
+    for label, (h, w) in RESOLUTIONS.items():
+        print(f"\n  {label}: {transformer_pass_flops(81, h, w)['tokens']} tokens per pass")
+        print(f"  {'layout':10} {'tokens/GPU':>10} {'GB sent/GPU/pass':>17} {'GPU GB (bf16 / fp8)':>20} "
+              f"{'est. s NVLink':>13} {'est. s PCIe':>11} {'speed-up':>8}")
+        single = estimate_gpu_seconds(81, None, h, w, preset="quality")
+        for name, (ring, ulysses) in layouts:
+            split = context_parallel_pass(81, h, w, ring, ulysses)
+            activations = 3 * split["activation_bytes"]  # widest call: 3 passes batched
+            nvlink = estimate_gpu_seconds(81, None, h, w, preset="quality", context_parallel=(ring, ulysses))
+            pcie = estimate_gpu_seconds(81, None, h, w, preset="quality", context_parallel=(ring, ulysses),
+                                        interconnect_gbps=PCIE_GBPS)
+            print(f"  {name:10} {split['tokens']:10.0f} {split['comm_bytes'] / GB:17.2f} "
+                  f"{(weights['bf16'] + activations) / GB:9.1f} / {(weights['fp8'] + activations) / GB:5.1f}    "
+                  f"{nvlink:13.0f} {pcie:11.0f} {single / nvlink:7.2f}x")
+    print(f"\n  Every GPU holds the whole transformer (context parallelism splits the tokens, not the weights);\n"
+          f"  activations are the widest call's (3 passes batched) share. Time: transformer FLOPs per GPU at\n"
+          f"  {H200_TRANSFORMER_TFLOPS:.0f} TFLOP/s + the collectives at {NVLINK_GBPS:.0f} GB/s (NVLink) or "
+          f"{PCIE_GBPS:.0f} GB/s (PCIe), not overlapped;\n"
+          f"  the VAE ({H200_VAE_TFLOPS:.0f} TFLOP/s) and the fixed {FIXED_SECONDS:.0f} s are not split.")
+
+
 def check() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -150,8 +182,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--measure-vae", action="store_true")
+    parser.add_argument("--parallel", action="store_true")
     args = parser.parse_args(argv)
     print_tables()
+    if args.parallel:
+        print_parallel_tables()
     if args.check:
         check()
     if args.measure_vae:

@@ -77,6 +77,12 @@ H200_VAE_TFLOPS = 100.0
 FIXED_SECONDS = 10.0
 #: Group offloading streams the weights over PCIe behind the compute: assumed 15% slower.
 LOW_VRAM_SLOWDOWN = 1.15
+#: Context parallelism (several GPUs, one video): assumed bandwidth of one GPU's share of an all-to-all
+#: or all-gather over NVLink 4 (H100/H200 SXM: 450 GB/s per direction, ~2/3 of it achieved by NCCL), and
+#: over PCIe 4 x16 without NVLink. diffusers' Ulysses and ring (all-gather) attention do not overlap
+#: their collectives with compute, so the model adds the two.
+NVLINK_GBPS = 300.0
+PCIE_GBPS = 20.0
 
 
 def transformer_tokens(num_frames: int, height: int, width: int, shape: TransformerShape = REAL_14B) -> int:
@@ -172,6 +178,47 @@ def activation_bytes(num_frames: int, height: int, width: int, batch: int = 1, s
     return 20 * n * shape.dim * batch
 
 
+def context_parallel_pass(num_frames: int, height: int, width: int, ring_degree: int = 1, ulysses_degree: int = 1,
+                          shape: TransformerShape = REAL_14B) -> dict:
+    """Per-GPU cost of one transformer pass (batch 1) split over ``P = ring_degree * ulysses_degree``
+    GPUs by context parallelism (:mod:`steadydancer.parallel`), bf16:
+
+    * ``flops``: the 40 blocks' work on N / P tokens (attention: N / P queries against all N keys),
+      plus what every GPU computes whole -- the embeddings, the pose branch (not counted, < 0.01%) and
+      the cross-attention's context keys / values;
+    * ``comm_bytes``: bytes each GPU sends per pass. Ulysses (degree U): per block four all-to-alls
+      (q, k, v to head shards, the output back) of its ``(N / P) x D`` share, of which ``(U - 1) / U``
+      leaves the GPU. Ring (degree R, all-gather): per block the K and V of the ``N / R`` tokens of
+      its Ulysses head group (``D / U`` wide) go to the R - 1 others. Plus the output gather;
+    * ``activation_bytes``: :func:`activation_bytes` of N / P tokens, plus (ring) the gathered K and V
+      of the R ring ranks (``4 (N / P) R D`` bytes);
+    * ``tokens``: N / P.
+    """
+    p = ring_degree * ulysses_degree
+    full = transformer_pass_flops(num_frames, height, width, shape)
+    n, d = full["tokens"], shape.dim
+    context_kv = shape.num_layers * 4 * (shape.text_len + shape.image_tokens) * d * d
+    blocks = (full["self_attention_projections"] + full["self_attention_scores"] + full["cross_attention"]
+              + full["ffn"] - context_kv)
+    local = n / p
+    per_block = 0.0
+    if ulysses_degree > 1:
+        per_block += 4 * local * d * 2 * (ulysses_degree - 1) / ulysses_degree
+    if ring_degree > 1:
+        # after Ulysses, a GPU holds the N / R tokens of its group at D / U width: K and V = 4 (N / P) D bytes
+        per_block += 2 * local * d * 2 * (ring_degree - 1)
+    gather = local * shape.out_channels * math.prod(shape.patch_size) * 2 * (p - 1)
+    activations = activation_bytes(num_frames, height, width, 1, shape) / p
+    if ring_degree > 1:
+        activations += 4 * local * ring_degree * d
+    return {
+        "flops": blocks / p + context_kv + full["embeddings_and_head"],
+        "comm_bytes": shape.num_layers * per_block + gather if p > 1 else 0.0,
+        "activation_bytes": activations,
+        "tokens": local,
+    }
+
+
 def vae_flops(num_frames: int, height: int, width: int, encoded_videos: int = 3, decoded_videos: int = 1) -> float:
     """VAE FLOPs of one window: ``y``, pose and negative pose encoded, the result decoded."""
     pixels = num_frames * height * width
@@ -193,12 +240,16 @@ def estimate_gpu_seconds(
     has_negative_condition: bool = True,
     transformer_tflops: float = H200_TRANSFORMER_TFLOPS,
     vae_tflops: float = H200_VAE_TFLOPS,
+    context_parallel: tuple[int, int] = (1, 1),
+    interconnect_gbps: float = NVLINK_GBPS,
 ) -> float:
     """GPU seconds a generation needs on an H200-class GPU (see the throughput constants above):
     transformer FLOPs of every pass of every window / ``transformer_tflops`` + VAE FLOPs /
     ``vae_tflops`` + fixed costs; ``low_vram`` x1.15. Unset sampling arguments resolve as in
     :func:`steadydancer.generation.generate_video` (preset, then official defaults). Pass a lower ``transformer_tflops`` for
-    a GPU slice smaller than a full H200."""
+    a GPU slice smaller than a full H200. ``context_parallel = (ring_degree, ulysses_degree)``: the
+    wall time of one video on that many GPUs (:func:`context_parallel_pass` per pass, its collectives at
+    ``interconnect_gbps``; the VAE and the fixed costs are not split)."""
     settings = SamplingSettings.resolve(preset, num_inference_steps=num_inference_steps,
                                         guidance_scale=guidance_scale,
                                         condition_guidance_scale=condition_guidance_scale,
@@ -213,8 +264,12 @@ def estimate_gpu_seconds(
             settings.condition_window,
             has_negative_condition,
         )
-        flops = passes * transformer_pass_flops(length, height, width)["total"]
-        seconds += flops / (transformer_tflops * 1e12)
+        if context_parallel == (1, 1):
+            seconds += passes * transformer_pass_flops(length, height, width)["total"] / (transformer_tflops * 1e12)
+        else:
+            split = context_parallel_pass(length, height, width, *context_parallel)
+            seconds += passes * (split["flops"] / (transformer_tflops * 1e12)
+                                 + split["comm_bytes"] / (interconnect_gbps * 1e9))
         encoded = 3 if has_negative_condition and settings.condition_guidance_scale != 0 else 2
         seconds += vae_flops(length, height, width, encoded_videos=encoded) / (vae_tflops * 1e12)
     if preset is not None and PRESET.check(preset) == "low_vram":

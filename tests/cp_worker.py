@@ -5,7 +5,8 @@
 
 Each rank writes ``OUT_DIR/rank{r}.pt``: the tiny transformer's output under Ulysses and ring, the
 tiny pipeline's frames (two long-video windows) under both, and the token counts the first block
-saw (proof that the sequence was split). Then the ``generate`` command itself runs with
+saw (proof that the sequence was split) and the elements each rank sent through the collectives.
+Then the ``generate`` command itself runs with
 ``--parallel ulysses`` in the same process group, each rank's stdout/stderr going to
 ``OUT_DIR/cli_rank{r}.log``.
 """
@@ -33,6 +34,35 @@ def _count_block_tokens(transformer, seen: list):
     return transformer.blocks[0].register_forward_hook(lambda module, args, output: seen.append(output.shape[1]))
 
 
+class CountCollectives:
+    """Elements each rank sends through the collectives diffusers' context parallelism uses
+    (``torch.distributed._functional_collectives``): an all-to-all over P ranks sends ``(P - 1) / P``
+    of its input, an all-gather its whole input to each of the P - 1 others. For the cost model."""
+
+    def __init__(self, world_size: int):
+        import torch.distributed._functional_collectives as funcol
+
+        self.funcol, self.world, self.sent = funcol, world_size, 0
+        self.originals = funcol.all_to_all_single, funcol.all_gather_tensor
+
+    def __enter__(self):
+        all_to_all, all_gather = self.originals
+
+        def counted_all_to_all(tensor, *args, **kwargs):
+            self.sent += tensor.numel() * (self.world - 1) // self.world
+            return all_to_all(tensor, *args, **kwargs)
+
+        def counted_all_gather(tensor, *args, **kwargs):
+            self.sent += tensor.numel() * (self.world - 1)
+            return all_gather(tensor, *args, **kwargs)
+
+        self.funcol.all_to_all_single, self.funcol.all_gather_tensor = counted_all_to_all, counted_all_gather
+        return self
+
+    def __exit__(self, *exc):
+        self.funcol.all_to_all_single, self.funcol.all_gather_tensor = self.originals
+
+
 def run_checks(out_dir: Path, model: str, image: str, motion: str) -> int:
     import torch
 
@@ -51,10 +81,11 @@ def run_checks(out_dir: Path, model: str, image: str, motion: str) -> int:
             parallel.enable_context_parallel(transformer, spec)
             seen: list = []
             _count_block_tokens(transformer, seen)
-            with torch.no_grad():
+            with torch.no_grad(), CountCollectives(run.world_size) as counter:
                 results[f"transformer_{name}"] = transformer(**tiny_transformer_inputs(**TRANSFORMER_INPUTS),
                                                               return_dict=False)[0]
             results[f"transformer_{name}_tokens"] = seen
+            results[f"transformer_{name}_sent_elements"] = counter.sent
             # 2. The tiny pipeline end to end (two windows, three guidance passes in a batch).
             pipe = load_tiny_pipeline(model)
             if backend:

@@ -91,6 +91,24 @@ def test_transformer_equals_one_process(launch, one_thread):
 
 
 @pytest.mark.slow
+def test_cost_model_counts_the_bytes_each_gpu_sends(launch):
+    """The cost model's communication volume per pass, for the tiny configuration, is what the two
+    ranks actually sent (counted around diffusers' collectives; the model counts bf16 bytes)."""
+    from steadydancer.costs import TransformerShape, context_parallel_pass
+
+    config = build_tiny_components()["transformer"].config
+    shape = TransformerShape.from_config(config, image_tokens=17)
+    frames = 4 * (TRANSFORMER_INPUTS["frames"] - 1) + 1  # pixel frames of 3 latent frames
+    height, width = 8 * TRANSFORMER_INPUTS["height"], 8 * TRANSFORMER_INPUTS["width"]
+    for name, degrees in (("ulysses", (1, 2)), ("ring", (2, 1))):
+        model = context_parallel_pass(frames, height, width, *degrees, shape=shape)
+        assert model["tokens"] == 10
+        expected_elements = model["comm_bytes"] / 2 * TRANSFORMER_INPUTS["batch"]
+        for rank in (0, 1):
+            assert _rank(launch, rank)[f"transformer_{name}_sent_elements"] == expected_elements, name
+
+
+@pytest.mark.slow
 def test_pipeline_equals_one_process(launch, one_thread):
     pipe = load_tiny_pipeline()
     reference, positive, negative = tiny_inputs(9)
@@ -230,3 +248,16 @@ def test_parallel_size_splits_evenly_and_keeps_common_sizes(world):
         base_w, base_h = size_for_area(width, height, area)
         assert abs(np.log((h / w) / (height / width))) <= abs(np.log((base_h / base_w) / (height / width))) + 0.05
         assert w * h >= 0.85 * base_w * base_h
+
+
+def test_cost_model_on_n_gpus():
+    from steadydancer.costs import context_parallel_pass, estimate_gpu_seconds, transformer_pass_flops
+
+    one = context_parallel_pass(81, 480, 832)
+    assert one["flops"] == transformer_pass_flops(81, 480, 832)["total"] and one["comm_bytes"] == 0
+    assert estimate_gpu_seconds(81, None, 480, 832, context_parallel=(1, 1)) == estimate_gpu_seconds(81, None, 480, 832)
+    times = [estimate_gpu_seconds(81, None, 480, 832, context_parallel=(1, n)) for n in (1, 2, 4, 8)]
+    assert times == sorted(times, reverse=True) and times[0] / times[-1] > 5  # most of the work splits
+    ulysses, ring = context_parallel_pass(81, 480, 832, 1, 8), context_parallel_pass(81, 480, 832, 8, 1)
+    assert ring["comm_bytes"] > 3 * ulysses["comm_bytes"]  # ring moves all of K and V to every rank
+    assert ring["flops"] == ulysses["flops"] and ring["activation_bytes"] > ulysses["activation_bytes"]
