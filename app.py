@@ -30,6 +30,8 @@ def parse_args(argv=None, config: AppConfig | None = None) -> tuple[argparse.Nam
                         help="Wan2.1-I2V diffusers folder or repo id for the VAE / UMT5 / CLIP (when --model has none)")
     parser.add_argument("--offline", action="store_true", help="never download: local files / the HF cache only")
     parser.add_argument("--device", default=None, help="torch device for generation (default: cuda if available)")
+    parser.add_argument("--devices", default=None, metavar="all|cuda:0,cuda:1,...",
+                        help="several GPUs: one pipeline per GPU, that many generations at once behind the one queue")
     parser.add_argument("--resolution", action="append", default=[], metavar="NAME=WxH",
                         help="add a resolution class, e.g. tiny=64x64 for a small test model (repeatable)")
     args = parser.parse_args(argv)
@@ -43,6 +45,13 @@ def parse_args(argv=None, config: AppConfig | None = None) -> tuple[argparse.Nam
         extra[name] = (w * h, 3.0 if w * h <= 832 * 480 else 5.0)
     changes = {key: value for key, value in (("model", args.model), ("encoders", args.encoders),
                                              ("device", args.device)) if value}
+    if args.devices:
+        from studio.config import parse_devices
+
+        try:
+            changes["devices"] = parse_devices(args.devices)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.offline:
         changes["offline"] = True
     return args, config.replace(**changes).with_resolutions(extra)

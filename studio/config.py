@@ -19,6 +19,7 @@ from steadydancer.weights import OFFLINE_ENV, default_model, is_offline
 #: Space variables (README "On a Hugging Face ZeroGPU Space").
 PRESET_ENV = "STEADYDANCER_PRESET"
 DEVICE_ENV = "STEADYDANCER_DEVICE"
+DEVICES_ENV = "STEADYDANCER_DEVICES"
 TMP_ENV = "STEADYDANCER_APP_TMP"
 ZERO_GPU_SIZE_ENV = "STEADYDANCER_ZEROGPU_SIZE"
 ZERO_GPU_MAX_SECONDS_ENV = "STEADYDANCER_ZEROGPU_MAX_SECONDS"
@@ -57,6 +58,26 @@ def zero_gpu_size() -> Optional[str]:
     return value
 
 
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``--devices`` / ``STEADYDANCER_DEVICES``: ``all`` (every visible CUDA GPU), a comma list of
+    devices (``cuda:0,cuda:1``) or of GPU numbers (``0,1``); empty: one device."""
+    text = text.strip().lower()
+    if not text:
+        return ()
+    if text == "all":
+        import torch
+
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ValueError(f"--devices all: no CUDA GPU is visible here ({DEVICES_ENV}).")
+        return tuple(f"cuda:{i}" for i in range(count))
+    devices = tuple(f"cuda:{item}" if item.isdigit() else item for item in (v.strip() for v in text.split(",")) if item)
+    for device in devices:
+        if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"--devices wants 'all' or a comma list like cuda:0,cuda:1 (or 0,1), got {device!r}.")
+    return devices
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """Everything the app's behaviour depends on (command line > environment > default)."""
@@ -65,6 +86,9 @@ class AppConfig:
     encoders: Optional[str] = None  #: None: $STEADYDANCER_ENCODERS or the Wan2.1 diffusers repo
     offline: bool = False
     device: Optional[str] = None  #: None: cuda when available (always on ZeroGPU), else cpu
+    #: Several GPUs: one pipeline per device, as many generations at once (behind the one queue).
+    #: Empty: one pipeline on ``device``.
+    devices: tuple[str, ...] = ()
     tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "steadydancer-app")
     zero_gpu: bool = False
     zero_gpu_size: Optional[str] = None
@@ -82,6 +106,7 @@ class AppConfig:
             model=default_model(),
             offline=is_offline(None) or env_flag(OFFLINE_ENV),
             device=os.environ.get(DEVICE_ENV) or None,
+            devices=parse_devices(os.environ.get(DEVICES_ENV) or ""),
             zero_gpu=zero,
             zero_gpu_size=zero_gpu_size(),
             zero_gpu_max_seconds=int(os.environ.get(ZERO_GPU_MAX_SECONDS_ENV, 300)),
@@ -96,6 +121,11 @@ class AppConfig:
 
     def with_resolutions(self, extra: Mapping[str, tuple[int, float]]) -> "AppConfig":
         return self.replace(resolutions={**self.resolutions, **{str(k): (int(a), float(s)) for k, (a, s) in extra.items()}})
+
+    @property
+    def generation_slots(self) -> int:
+        """Generations that may run at once: one per device of ``devices`` (one on ZeroGPU)."""
+        return 1 if self.zero_gpu else max(1, len(self.devices))
 
     @property
     def gpu_throughput_scale(self) -> float:

@@ -296,7 +296,12 @@ class Studio:
         except Exception as exc:  # never break the page over the status line
             log.warning("runtime check failed: %s", exc)
             return f"{head}unknown ({type(exc).__name__}: {exc})"
-        where = "ZeroGPU" if self.config.zero_gpu else f"`{runtime.device_for(self.config)}`"
+        if self.config.zero_gpu:
+            where = "ZeroGPU"
+        elif self.config.generation_slots > 1:
+            where = f"{self.config.generation_slots} devices (`{', '.join(self.config.devices)}`, one generation each)"
+        else:
+            where = f"`{runtime.device_for(self.config)}`"
         return f"{head}ready on {where} with `{self.config.model}`"
 
     @event("num_inference_steps", "guidance_scale", "condition_guidance_scale", "shift")

@@ -215,8 +215,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
            concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu", trigger_mode="always_last")
 
         gen_event = generate_btn.click(lambda: gr.Tabs(selected="result"), None, tabs, **private).then(
-            studio.generate, *io_for(studio.generate, c), api_name="generate", concurrency_limit=1,
-            concurrency_id="gpu")
+            studio.generate, *io_for(studio.generate, c), api_name="generate",
+            concurrency_limit=studio.config.generation_slots, concurrency_id="gpu")
         # Gradio's `cancels` drops a queued or streaming event; a running step loop is stopped by
         # the session's flag, checked at every denoising step (runtime.run_generation).
         cancel_btn.click(studio.cancel_generation, *io_for(studio.cancel_generation, c), cancels=[gen_event],
@@ -238,8 +238,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
 
 def create_demo(studio: Studio) -> gr.Blocks:
-    """The Blocks with its queue: bounded, one GPU job at a time (concurrency_id "gpu"), two CPU
-    previews at a time (concurrency_id "cpu")."""
+    """The Blocks with its queue: bounded, one GPU job at a time per device (concurrency_id "gpu";
+    ``--devices``: one per GPU), two CPU previews at a time (concurrency_id "cpu")."""
     blocks = build_demo(studio)
     blocks.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     return blocks

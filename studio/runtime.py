@@ -8,6 +8,7 @@ torch / diffusers are imported inside the functions: the first page is served be
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -24,8 +25,21 @@ from .inputs import GenerationRequest
 
 _PIPELINES: dict[tuple, Any] = {}
 _PIPELINE_LOCK = threading.Lock()
-#: One generation at a time in this process, whatever the queue settings.
-_GPU_LOCK = threading.Lock()
+#: Free generation slots of this process: one per device of ``config.devices`` (else one). A
+#: generation takes a slot for its whole run, whatever the queue settings.
+_SLOTS: "queue.Queue[int] | None" = None
+_SLOTS_LOCK = threading.Lock()
+_CURRENT = threading.local()
+
+
+def _slot_pool(config: AppConfig) -> "queue.Queue[int]":
+    global _SLOTS
+    with _SLOTS_LOCK:
+        if _SLOTS is None or _SLOTS.maxsize != config.generation_slots:
+            _SLOTS = queue.Queue(maxsize=config.generation_slots)
+            for slot in range(config.generation_slots):
+                _SLOTS.put(slot)
+        return _SLOTS
 
 
 def progress_adapter(progress, start: float = 0.0, end: float = 1.0) -> Callable[[float, str], None]:
@@ -38,7 +52,13 @@ def progress_adapter(progress, start: float = 0.0, end: float = 1.0) -> Callable
     return call
 
 
-def device_for(config: AppConfig) -> str:
+def device_for(config: AppConfig, slot: int | None = None) -> str:
+    """The device generation runs on: slot ``slot`` of ``config.devices``, else ``config.device``,
+    else cuda when there is one. Without ``slot``, in a generation's thread: the device it took."""
+    if slot is None:
+        slot = getattr(_CURRENT, "slot", None)
+    if config.devices and not config.zero_gpu:
+        return config.devices[(slot or 0) % len(config.devices)]
     if config.device:
         return config.device
     if config.zero_gpu:
@@ -48,22 +68,23 @@ def device_for(config: AppConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def get_pipeline(config: AppConfig, preset: str):
-    """The pipeline for (model, preset, device), loaded on first use and kept; another combination
-    replaces it (one pipeline in memory at a time). On ZeroGPU the start-up preset is always used,
-    and everything stays on the GPU (no offloading hooks: ZeroGPU moves the weights onto the GPU it
-    attaches for each call)."""
+def get_pipeline(config: AppConfig, preset: str, slot: int = 0):
+    """The pipeline of generation slot ``slot`` for (model, preset, device), loaded on first use and
+    kept; another combination replaces it (one pipeline per slot in memory at a time). On ZeroGPU the
+    start-up preset is always used, and everything stays on the GPU (no offloading hooks: ZeroGPU
+    moves the weights onto the GPU it attaches for each call)."""
     from steadydancer.generation import load_pipeline
     from steadydancer.presets import with_overrides
 
     if config.zero_gpu:
         preset = config.preset
-    device = device_for(config)
-    key = (config.model, config.encoders, preset, device, config.offline)
+    device = device_for(config, slot)
+    key = (slot, config.model, config.encoders, preset, device, config.offline)
     with _PIPELINE_LOCK:
         pipe = _PIPELINES.get(key)
         if pipe is None:
-            _PIPELINES.clear()  # free the previous one before loading the next
+            for old in [k for k in _PIPELINES if k[0] == slot]:  # free this slot's previous one first
+                del _PIPELINES[old]
             layout = with_overrides(preset, offload="none") if config.zero_gpu else preset
             pipe = load_pipeline(config.model, preset=layout, device=device, offline=config.offline,
                                  encoders=config.encoders)
@@ -143,11 +164,16 @@ def run_generation(job: GenerationJob, request: GenerationRequest, config: AppCo
             raise GenerationCancelled()
         bar(fraction, message)
 
-    with _GPU_LOCK:
-        bar(0.0, "Loading the model")
-        pipe = get_pipeline(config, request.preset)
+    slots = _slot_pool(config)
+    slot = slots.get()  # waits for a free GPU (the queue lets at most generation_slots events in)
+    _CURRENT.slot = slot
+    try:
+        bar(0.0, "Loading the model" if config.generation_slots == 1 else f"Loading the model ({device_for(config)})")
+        pipe = get_pipeline(config, request.preset, slot)
         return run_job(pipe, job, request.sampling, prompt=request.prompt,
                        negative_prompt=request.negative_prompt or None, seed=request.seed, progress=on_progress)
+    finally:
+        slots.put(slot)
 
 
 def preload(config: AppConfig) -> None:
