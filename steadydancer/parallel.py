@@ -341,6 +341,14 @@ def enable_context_parallel(pipe, spec: ParallelSpec):
     import torch
     import torch.distributed as dist
 
+    transformer = getattr(pipe, "transformer", pipe)
+    if getattr(transformer, "is_cache_enabled", False):
+        # Each rank would judge the first block's change on its own share of the tokens and skip the
+        # other blocks or not on its own: ranks skipping would leave the others waiting in a collective.
+        raise SteadyDancerInputError(
+            "The first-block cache does not combine with context parallelism (each GPU would decide on its "
+            "own share of the video whether to skip the blocks, and the GPUs would wait on each other): turn "
+            "the cache off.")
     if not dist.is_initialized():
         raise RuntimeError("enable_context_parallel needs the torchrun process group (distributed_run).")
     if spec.world_size != dist.get_world_size():
@@ -350,7 +358,6 @@ def enable_context_parallel(pipe, spec: ParallelSpec):
     if torch.accelerator.device_count() == 0:
         # diffusers places rank r on accelerator r % device_count(): there must be one.
         raise MissingWeightsError("Context parallelism needs one GPU per process; there is no GPU here.")
-    transformer = getattr(pipe, "transformer", pipe)
     check_heads(spec, transformer.config.num_attention_heads)
     config = spec.context_parallel_config()
     from diffusers.utils import logging as diffusers_logging

@@ -261,3 +261,12 @@ def test_cost_model_on_n_gpus():
     ulysses, ring = context_parallel_pass(81, 480, 832, 1, 8), context_parallel_pass(81, 480, 832, 8, 1)
     assert ring["comm_bytes"] > 3 * ulysses["comm_bytes"]  # ring moves all of K and V to every rank
     assert ring["flops"] == ulysses["flops"] and ring["activation_bytes"] > ulysses["activation_bytes"]
+
+
+def test_first_block_cache_is_refused():
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer = build_tiny_components()["transformer"]
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
+    with pytest.raises(SteadyDancerInputError, match="first-block cache"):
+        parallel.enable_context_parallel(transformer, parallel.ParallelSpec(1, 2))
