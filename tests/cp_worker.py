@@ -2,13 +2,15 @@
 ``tests/test_context_parallel.py`` -- a launch costs far more than the checks.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/cp_worker.py OUT_DIR MODEL_DIR IMAGE MOTION
+    python -m torch.distributed.run --nproc_per_node 4 tests/cp_worker.py --unified OUT_DIR
 
 Each rank writes ``OUT_DIR/rank{r}.pt``: the tiny transformer's output under Ulysses and ring, the
 tiny pipeline's frames (two long-video windows) under both, and the token counts the first block
 saw (proof that the sequence was split) and the elements each rank sent through the collectives.
 Then the ``generate`` command itself runs with
 ``--parallel ulysses`` in the same process group, each rank's stdout/stderr going to
-``OUT_DIR/cli_rank{r}.log``.
+``OUT_DIR/cli_rank{r}.log``. With ``--unified`` (4 ranks), only the tiny transformer under
+unified attention (2 ring groups x 2 Ulysses ranks), into ``OUT_DIR/unified_rank{r}.pt``.
 """
 
 from __future__ import annotations
@@ -135,9 +137,33 @@ def run_cli(out_dir: Path, model: str, image: str, motion: str) -> int:
     return good
 
 
+def run_unified(out_dir: Path) -> int:
+    """4 ranks: the tiny transformer under unified attention (2 ring groups x 2 Ulysses ranks)."""
+    import torch
+
+    from steadydancer import parallel
+    from tiny_pipeline import build_tiny_components, tiny_transformer_inputs
+
+    with parallel.distributed_run("cpu") as run:
+        parallel.quiet_unless_main(run)
+        spec = parallel.parse_parallel("2x2", run.world_size)
+        transformer = build_tiny_components()["transformer"]
+        transformer.set_attention_backend(parallel.attention_backend_for(spec, None))
+        parallel.enable_context_parallel(transformer, spec)
+        seen: list = []
+        _count_block_tokens(transformer, seen)
+        with torch.no_grad():
+            output = transformer(**tiny_transformer_inputs(**TRANSFORMER_INPUTS), return_dict=False)[0]
+        torch.save({"transformer_unified": output, "transformer_unified_tokens": seen},
+                   out_dir / f"unified_rank{run.rank}.pt")
+    return 0
+
+
 if __name__ == "__main__":
     import cp_cpu
 
     cp_cpu.apply()
+    if sys.argv[1] == "--unified":
+        sys.exit(run_unified(Path(sys.argv[2])))
     out_dir, model, image, motion = Path(sys.argv[1]), *sys.argv[2:5]
     sys.exit(run_checks(out_dir, model, image, motion))

@@ -4,7 +4,8 @@ The launch (``tests/cp_worker.py``) runs every multi-process check at once; the 
 what each rank wrote with the same work done in this single process:
 
 * the tiny transformer under Ulysses: identical to one process (max difference 0.0); under ring
-  attention within 1e-6 (the partial softmaxes are merged in another order; measured 3.6e-7);
+  attention within 1e-6 (the partial softmaxes are merged in another order; measured 3.6e-7); under
+  unified attention (2 x 2, a second launch of 4 processes) within the same 1e-6;
 * the tiny pipeline end to end (two long-video windows, batched guidance passes): identical under
   Ulysses, within 1e-5 under ring (measured below);
 * ``python -m steadydancer generate --parallel ulysses`` under torchrun writes one video equal to
@@ -45,18 +46,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _torchrun(processes: int, *args) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               str(REPO_ROOT / "tests" / "cp_worker.py"), *map(str, args)]
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory):
     """One ``torchrun --nproc_per_node 2`` launch of tests/cp_worker.py; returns its output folder."""
     out = tmp_path_factory.mktemp("cp")
-    model = shared_tiny_pipeline_path()
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-               CUDA_VISIBLE_DEVICES="")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               str(REPO_ROOT / "tests" / "cp_worker.py"), str(out), str(model), str(IMAGE), str(MOTION)]
-    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    _torchrun(2, out, shared_tiny_pipeline_path(), IMAGE, MOTION)
     return out
 
 
@@ -88,6 +92,21 @@ def test_transformer_equals_one_process(launch, one_thread):
         assert torch.equal(result["transformer_ulysses"], expected)  # Ulysses: exact
         ring_error = (result["transformer_ring"] - expected).abs().max().item()
         assert ring_error <= RING_TOLERANCE_TRANSFORMER, ring_error
+
+
+@pytest.mark.slow
+def test_unified_ring_x_ulysses_on_four_processes(tmp_path, one_thread):
+    """2 ring groups x 2 Ulysses ranks (the tiny model has 2 heads): equal to one process within the
+    ring tolerance, a quarter of the sequence on each rank."""
+    _torchrun(4, "--unified", tmp_path)
+    with torch.no_grad():
+        expected = build_tiny_components()["transformer"](**tiny_transformer_inputs(**TRANSFORMER_INPUTS),
+                                                          return_dict=False)[0]
+    for rank in range(4):
+        result = torch.load(tmp_path / f"unified_rank{rank}.pt", weights_only=False)
+        assert result["transformer_unified_tokens"] == [5]  # 20 tokens / 4
+        error = (result["transformer_unified"] - expected).abs().max().item()
+        assert error <= RING_TOLERANCE_TRANSFORMER, error
 
 
 @pytest.mark.slow
