@@ -203,7 +203,7 @@ def _generate(args, run) -> int:
     progress(0.1, f"loading the model ({preset})")
     if run is not None:  # rank 0 downloads what is missing, then every rank loads from the cache
         parallel.share_from_main(run, lambda: parallel.prefetch_weights(args.model, args.encoders, preset,
-                                                                         args.offline or None))
+                                                                         args.offline or None, spec))
     pipe = load_pipeline(args.model, preset=preset, device=device, offline=args.offline or None,
                          encoders=args.encoders, attention_backend=attention)
     if run is not None:

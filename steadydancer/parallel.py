@@ -183,14 +183,6 @@ def parallel_size_for_area(width: int, height: int, max_area: int, world_size: i
     return best[1]
 
 
-def check_tokens(num_tokens: int, world_size: int) -> None:
-    if num_tokens % world_size:
-        raise SteadyDancerInputError(
-            f"The transformer sequence ({num_tokens} tokens) does not split into {world_size} equal shares; "
-            "choose the size with steadydancer.parallel.parallel_size_for_area."
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------
@@ -321,15 +313,25 @@ def quiet_unless_main(run: DistributedRun, pipe=None) -> None:
     transformers_logging.disable_progress_bar()
 
 
-def prefetch_weights(model, encoders, preset: str, offline: bool | None) -> None:
+def prefetch_weights(model, encoders, preset: str, offline: bool | None, spec: ParallelSpec | None = None) -> None:
     """Download what loading ``preset`` will need (run on rank 0 before every rank loads, so the N
-    processes do not fetch the same files at once)."""
-    from .weights import default_encoders, default_model, resolve_weights
-    from .presets import fast_lora_spec, get_preset, resolve_lora_file
+    processes do not fetch the same files at once), and check ``spec`` against the transformer's
+    head count before minutes of loading."""
+    import json
+    from pathlib import Path
 
-    resolve_weights(model or default_model(), encoders or default_encoders(), offline=offline)
+    from .presets import fast_lora_spec, get_preset, resolve_lora_file
+    from .weights import default_encoders, default_model, resolve_weights
+
+    location = resolve_weights(model or default_model(), encoders or default_encoders(), offline=offline)
     if get_preset(preset).name == "fast":
         resolve_lora_file(fast_lora_spec(), offline)
+    folder = location.transformer_dir or Path(location.pipeline_dir) / "transformer"
+    config = json.loads((Path(folder) / "config.json").read_text())
+    # diffusers / official names; an official config.json may leave out its default of 40 heads
+    heads = config.get("num_attention_heads", config.get("num_heads", 40))
+    if spec is not None:
+        check_heads(spec, int(heads))
 
 
 def enable_context_parallel(pipe, spec: ParallelSpec):

@@ -289,3 +289,12 @@ def test_first_block_cache_is_refused():
     transformer.enable_cache(FirstBlockCacheConfig(threshold=0.05))
     with pytest.raises(SteadyDancerInputError, match="first-block cache"):
         parallel.enable_context_parallel(transformer, parallel.ParallelSpec(1, 2))
+
+
+def test_head_count_is_checked_before_loading(tmp_path):
+    from tiny_pipeline import shared_tiny_pipeline_path
+
+    model = shared_tiny_pipeline_path()  # 2 heads
+    parallel.prefetch_weights(str(model), None, "quality", True, parallel.ParallelSpec(1, 2))
+    with pytest.raises(SteadyDancerInputError, match="2 attention heads"):
+        parallel.prefetch_weights(str(model), None, "quality", True, parallel.ParallelSpec(1, 4))
