@@ -22,6 +22,7 @@ from pathlib import Path
 #: The pipeline call both the workers and the single-process reference make.
 PIPELINE_CALL = dict(prompt="a person dancing", height=32, width=32, num_frames=9, num_inference_steps=3, window_frames=5,
                      window_overlap=1, output_type="np")
+BALANCED_CALL = dict(PIPELINE_CALL, num_frames=5, num_inference_steps=2)
 TRANSFORMER_INPUTS = dict(frames=3, height=4, width=4, batch=2, seed=0)
 
 
@@ -99,8 +100,17 @@ def run_checks(out_dir: Path, model: str, image: str, motion: str) -> int:
             results[f"pipeline_{name}"] = pipe(reference, positive, negative, generator=torch.Generator().manual_seed(0),
                                                **PIPELINE_CALL).frames
             results[f"pipeline_{name}_tokens"] = sorted(set(seen))
+        # 3. A memory preset's hooks with the plan's: balanced (fp8 weights, layerwise casting), Ulysses.
+        from steadydancer.generation import load_pipeline
+
+        pipe = load_pipeline(model, preset="balanced", device="cpu", offline=True)
+        pipe.set_progress_bar_config(disable=True)
+        parallel.enable_context_parallel(pipe, parallel.ParallelSpec(1, 2))
+        reference, positive, negative = tiny_inputs(9)
+        results["balanced_ulysses"] = pipe(reference, positive, negative, generator=torch.Generator().manual_seed(0),
+                                           **BALANCED_CALL).frames
         torch.save(results, out_dir / f"rank{run.rank}.pt")
-        # 3. The command line, in this process group (its own would be a second init per process).
+        # 4. The command line, in this process group (its own would be a second init per process).
         return run_cli(out_dir, model, image, motion)
 
 
