@@ -62,8 +62,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if config.zero_gpu:
         preload(config)
-    demo = create_demo(Studio(config))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+    studio = Studio(config)
+    demo = create_demo(studio)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(studio))
 
 
 if __name__ == "__main__":

@@ -319,3 +319,31 @@ ALIGN_MODE = Choice("align_mode", "Alignment", "auto",
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_UPLOAD_SIZE = "200mb"
 MAX_DRIVING_SECONDS = 120.0
+
+# =============================================================================================
+# The app under load (what a server keeps, and for how long)
+# =============================================================================================
+
+#: Any request body except a file upload (an API call's JSON): files go through the upload route,
+#: a photo sent inline as base64 is refused before it is read.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+#: Sessions kept at once (one per browser tab or API client); a new one closes the least recently
+#: used idle one. Each holds at most a working-size photo (SESSION_PHOTO_MAX_AREA) and its poses.
+MAX_SESSIONS = 32
+#: A session unused for this long is closed and its folder removed (API clients never "leave").
+SESSION_IDLE_SECONDS = 30 * 60
+#: How often the sweep runs.
+SESSION_SWEEP_SECONDS = 60
+#: The same limits as operators may set them (STEADYDANCER_MAX_SESSIONS, ..._SESSION_IDLE_SECONDS,
+#: ..._SESSION_SWEEP_SECONDS).
+MAX_SESSIONS_RANGE = Range("max_sessions", "Sessions kept at once", MAX_SESSIONS, 1, 10_000, 1, integer=True)
+SESSION_IDLE_RANGE = Range("session_idle_seconds", "Session idle time (s)", SESSION_IDLE_SECONDS, 1, 7 * 86400, 1)
+SESSION_SWEEP_RANGE = Range("session_sweep_seconds", "Session sweep interval (s)", SESSION_SWEEP_SECONDS, 0.1,
+                            3600, 1)
+#: The photo a session keeps: at most 4x the official 1024*576 area (2048x1152), with the same
+#: generation and canvas sizes as the full photo.
+SESSION_PHOTO_MAX_AREA = 4 * DEFAULT_MAX_AREA
+#: Gradio's file cache (uploads, the served copies of results): files older than this are deleted,
+#: checked every GRADIO_CACHE_SWEEP_SECONDS.
+GRADIO_CACHE_MAX_AGE_SECONDS = 3600
+GRADIO_CACHE_SWEEP_SECONDS = 600

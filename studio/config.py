@@ -21,6 +21,12 @@ PRESET_ENV = "STEADYDANCER_PRESET"
 DEVICE_ENV = "STEADYDANCER_DEVICE"
 DEVICES_ENV = "STEADYDANCER_DEVICES"
 TMP_ENV = "STEADYDANCER_APP_TMP"
+MAX_SESSIONS_ENV = "STEADYDANCER_MAX_SESSIONS"
+SESSION_IDLE_ENV = "STEADYDANCER_SESSION_IDLE_SECONDS"
+SESSION_SWEEP_ENV = "STEADYDANCER_SESSION_SWEEP_SECONDS"
+#: The app's own folder under the temp folder ($STEADYDANCER_APP_TMP or the system's); the app serves
+#: results from it, so it is never the temp folder itself.
+APP_TMP_DIRNAME = "steadydancer-app"
 ZERO_GPU_SIZE_ENV = "STEADYDANCER_ZEROGPU_SIZE"
 ZERO_GPU_MAX_SECONDS_ENV = "STEADYDANCER_ZEROGPU_MAX_SECONDS"
 
@@ -28,8 +34,9 @@ ZERO_GPU_MAX_SECONDS_ENV = "STEADYDANCER_ZEROGPU_MAX_SECONDS"
 QUEUE_MAX_SIZE = 20
 #: Previews running at once (CPU); generations run one at a time per process.
 PREVIEW_CONCURRENCY = 2
-#: Session folders untouched for this long are removed.
-SESSION_MAX_AGE_SECONDS = 6 * 3600
+#: Session folders no live session owns and untouched for this long are removed by the sweep (left
+#: by an earlier process; a live session's folder goes when the session closes).
+SESSION_MAX_AGE_SECONDS = settings.SESSION_IDLE_SECONDS
 #: On a machine without CUDA (and no explicit --device cpu), only models whose transformer weights
 #: are smaller than this run on the CPU: a small test model yes, the 14B model (28 GB) never.
 CPU_MAX_TRANSFORMER_BYTES = 2 * 1024**3
@@ -47,6 +54,18 @@ def on_zero_gpu() -> bool:
         return bool(Config.zero_gpu)
     except Exception:  # an older `spaces` without the config module
         return env_flag("SPACES_ZERO_GPU")
+
+
+def _session_limits_from_env() -> dict:
+    """STEADYDANCER_MAX_SESSIONS / _SESSION_IDLE_SECONDS / _SESSION_SWEEP_SECONDS, when set."""
+    out = {}
+    for name, env, setting in (("max_sessions", MAX_SESSIONS_ENV, settings.MAX_SESSIONS_RANGE),
+                               ("session_idle_seconds", SESSION_IDLE_ENV, settings.SESSION_IDLE_RANGE),
+                               ("session_sweep_seconds", SESSION_SWEEP_ENV, settings.SESSION_SWEEP_RANGE)):
+        value = os.environ.get(env)
+        if value not in (None, ""):
+            out[name] = setting.check(value)
+    return out
 
 
 def zero_gpu_size() -> Optional[str]:
@@ -89,7 +108,11 @@ class AppConfig:
     #: Several GPUs: one pipeline per device, as many generations at once (behind the one queue).
     #: Empty: one pipeline on ``device``.
     devices: tuple[str, ...] = ()
-    tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "steadydancer-app")
+    tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / APP_TMP_DIRNAME)
+    #: sessions kept at once, closed after this long unused, swept this often (settings' defaults)
+    max_sessions: int = settings.MAX_SESSIONS
+    session_idle_seconds: float = settings.SESSION_IDLE_SECONDS
+    session_sweep_seconds: float = settings.SESSION_SWEEP_SECONDS
     zero_gpu: bool = False
     zero_gpu_size: Optional[str] = None
     zero_gpu_max_seconds: int = 300
@@ -113,7 +136,8 @@ class AppConfig:
             preset=settings.PRESET.check(preset),
             # On ZeroGPU the short calls fit 480p best; elsewhere the official 720p class.
             default_resolution="480p" if zero else settings.RESOLUTION.default,
-            **({"tmp_root": Path(tmp)} if tmp else {}),
+            **({"tmp_root": Path(tmp) / APP_TMP_DIRNAME} if tmp else {}),
+            **_session_limits_from_env(),
         )
 
     def replace(self, **changes) -> "AppConfig":

@@ -12,11 +12,18 @@ import gradio as gr
 
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 
+from .disconnect import ClientGone
+from .session_store import SessionsFull
+
 log = logging.getLogger("steadydancer.app")
 
 
 class GenerationCancelled(Exception):
     """Raised from the step callback when the user pressed Cancel."""
+
+
+class PreviewCancelled(Exception):
+    """Raised from the pose path's progress callback when the user pressed Cancel."""
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -35,6 +42,13 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(exc), title="Generation is not available here", print_exception=False) from exc
         except GenerationCancelled as exc:
             raise gr.Error("Generation cancelled.", title="Cancelled", print_exception=False) from exc
+        except PreviewCancelled as exc:
+            raise gr.Error("Preview cancelled.", title="Cancelled", print_exception=False) from exc
+        except ClientGone as exc:  # nobody is listening any more: stop quietly
+            log.info("%s stopped: its client disconnected", fn.__name__)
+            raise gr.Error("Stopped: the client disconnected.", print_exception=False) from exc
+        except SessionsFull as exc:
+            raise gr.Error(str(exc), title="The server is busy", print_exception=False) from exc
         except MemoryError as exc:
             raise gr.Error("Out of memory. Try a lower resolution, fewer frames or the low-VRAM preset.",
                            title="Out of memory", print_exception=False) from exc

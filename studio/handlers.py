@@ -7,9 +7,11 @@ from these two declarations, so they cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
+import uuid
 from typing import Callable, Optional, Sequence
 
 import gradio as gr
@@ -23,7 +25,8 @@ from steadydancer.pose.path import PosePathResult, write_pose_outputs
 
 from . import runtime
 from .config import AppConfig
-from .errors import GenerationCancelled, user_errors
+from .disconnect import CANCELLED, DISCONNECTED, ClientGone, event_watch
+from .errors import GenerationCancelled, PreviewCancelled, user_errors
 from .inputs import (
     DrivingSource,
     file_key,
@@ -33,7 +36,8 @@ from .inputs import (
     resolve_driving,
     resolve_image,
 )
-from .sessions import PoseSession, compute_poses
+from .session_store import SessionStore
+from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions
 
 log = logging.getLogger("steadydancer.app")
 
@@ -46,6 +50,22 @@ def event(*outputs: str) -> Callable:
         return fn
 
     return mark
+
+
+def _stop_aware(progress, session: PoseSession):
+    """The event's gr.Progress for the denoising loop: raises when the client has gone, and turns a
+    Gradio-side cancel into the session's Cancel flag (run_generation checks it at every step)."""
+    watch = event_watch()
+
+    def call(fraction, desc=None, **kwargs):
+        status = watch()
+        if status == DISCONNECTED:
+            raise ClientGone()
+        if status == CANCELLED:
+            session.cancel.set()
+        return progress(fraction, desc=desc, **kwargs)
+
+    return call
 
 
 def format_seconds(seconds: float) -> str:
@@ -112,49 +132,119 @@ def comparison_frames(result: PosePathResult, positive: Sequence[np.ndarray], fr
     return out
 
 
+def watched(progress_fn: Callable[[float, str], None], session: PoseSession,
+            cancelled: type[Exception]) -> Callable[[float, str], None]:
+    """A progress callback that stops the work (raises) once the client has gone or Cancel was
+    pressed -- checked at every update (every frame of the pose path, every denoising step)."""
+    watch = event_watch()
+
+    def call(fraction: float, message: str) -> None:
+        status = watch()
+        if status == DISCONNECTED:
+            raise ClientGone()
+        if status == CANCELLED or session.cancel.is_set():
+            raise cancelled()
+        progress_fn(fraction, message)
+
+    return call
+
+
 class Studio:
-    """The app's behaviour for one configuration: every event handler is a method."""
+    """The app's behaviour for one configuration: every event handler is a method.
+
+    Sessions live in :attr:`sessions` (a :class:`~studio.session_store.SessionStore` keyed by Gradio's
+    session hash, one per tab or API client): handlers take the ``gr.Request`` and hold their session
+    while they run. Called directly with a :class:`PoseSession` (tests, tools), a handler uses that one
+    and returns it after its outputs."""
 
     def __init__(self, config: AppConfig):
         self.config = config
+        self.sessions: SessionStore[PoseSession] = SessionStore(
+            lambda key: PoseSession.create(config.tmp_root), delete_session, max_sessions=config.max_sessions,
+            idle_seconds=config.session_idle_seconds)
 
     # -- sessions --------------------------------------------------------------------------------
     def session(self, session) -> PoseSession:
         return session if isinstance(session, PoseSession) else PoseSession.create(self.config.tmp_root)
 
+    @contextlib.contextmanager
+    def held_session(self, session, gr_request) -> PoseSession:
+        """The event's session: the one passed in, else the request's (created on first use), held
+        while the event runs; when its client disconnects mid-event the session closes (files go)."""
+        if isinstance(session, PoseSession):
+            yield session
+            return
+        key = getattr(gr_request, "session_hash", None) or f"anonymous-{uuid.uuid4().hex}"
+        with self.sessions.use(key) as held:
+            try:
+                yield held
+            except ClientGone:
+                self.sessions.end(key)
+                raise
+
+    def request_session(self, gr_request) -> Optional[PoseSession]:
+        """The open session of a request, if any (never created)."""
+        return self.sessions.get(getattr(gr_request, "session_hash", None) or "")
+
+    @event()
+    def end_session(self, gr_request: gr.Request = None):
+        """demo.unload: the tab closed (its heartbeat stopped) -- its session and files go now."""
+        key = getattr(gr_request, "session_hash", None)
+        if key:
+            self.sessions.end(key)
+
+    def sweep(self) -> None:
+        """The timer's work: close idle sessions, then remove folders no live session owns."""
+        self.sessions.sweep()
+        live = [s.workdir for s in self.sessions.values() if s.workdir is not None]
+        sweep_old_sessions(self.config.tmp_root, self.config.session_idle_seconds, keep=live)
+
+    @property
+    def photo_areas(self) -> list[int]:
+        return [area for area, _ in self.config.resolutions.values()]
+
     # -- preview ---------------------------------------------------------------------------------
-    @event("preview_video", "pose_video", "report", "poses_file", "session")
+    @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors
     def preview_poses(self, image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
-                      lead_in_frames, session=None, progress=gr.Progress()):
+                      lead_in_frames, session=None, progress=gr.Progress(), gr_request: gr.Request = None):
         """Run the pose path (CPU only) and show what the model will be conditioned on.
 
         Returns the side-by-side preview (driving | extracted | aligned over the character), the aligned
         pose video (the positive condition), a Markdown report of the repair and alignment, and the
-        extracted poses (poses.json, reusable with any character)."""
+        extracted poses (poses.json, reusable with any character). Stops at the next frame when the
+        client disconnects or presses Cancel."""
         options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
         image = resolve_image(image)
         source = resolve_driving(driving_video, motion)
-        session = self.session(session)
-        result = compute_poses(session, image, source, options, runtime.progress_adapter(progress, 0.0, 0.6))
-        out = session.run_dir("preview")
-        paths = write_pose_outputs(result, out, audio_from=audio_source(result),
-                                   progress=runtime.progress_adapter(progress, 0.6, 1.0))
-        session.last_preview_key = self._preview_key(image, source, options)
-        return (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source), str(paths["poses"]),
-                session)
+        with self.held_session(session, gr_request) as held:
+            held.cancel.clear()
+            result = compute_poses(held, image, source, options,
+                                   watched(runtime.progress_adapter(progress, 0.0, 0.6), held, PreviewCancelled),
+                                   areas=self.photo_areas)
+            out = held.run_dir("preview")
+            paths = write_pose_outputs(result, out, audio_from=audio_source(result),
+                                       progress=watched(runtime.progress_adapter(progress, 0.6, 1.0), held,
+                                                        PreviewCancelled))
+            held.last_preview_key = self._preview_key(image, source, options)
+        outputs = (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source), str(paths["poses"]))
+        return outputs + (session,) if isinstance(session, PoseSession) else outputs
 
     @staticmethod
     def _preview_key(image, source, options) -> tuple:
         return (file_key(image), source.key, dataclasses.astuple(options))
 
-    @event("preview_video", "pose_video", "report", "poses_file", "session")
+    @event("preview_video", "pose_video", "report", "poses_file")
     def refresh_preview(self, image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                        alignment_frame, lead_in_frames, session=None, progress=gr.Progress()):
+                        alignment_frame, lead_in_frames, session=None, progress=gr.Progress(),
+                        gr_request: gr.Request = None):
         """Re-run the preview after a pose control changed -- only once this clip was previewed, so a
         control never starts the detector on a clip by itself (a longer length may read more of it)."""
-        skip = (gr.skip(),) * 5
-        if not isinstance(session, PoseSession) or session.driving is None:
+        direct = isinstance(session, PoseSession)
+        skip = (gr.skip(),) * (5 if direct else 4)
+        if not direct:
+            session = self.request_session(gr_request)
+        if session is None or session.driving is None:
             return skip
         try:
             source = resolve_driving(driving_video, motion)
@@ -165,30 +255,28 @@ class Studio:
         if session.driving[0][0] != source.key or session.last_preview_key == self._preview_key(image, source, options):
             return skip
         return self.preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                                  alignment_frame, lead_in_frames, session, progress)
+                                  alignment_frame, lead_in_frames, session if direct else None, progress, gr_request)
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def preview_example(self, image, driving_video, motion):
         """gr.Examples entry point (cached lazily): the preview with default pose settings."""
         outputs = self.preview_poses(image, driving_video, motion, settings.NUM_FRAMES.default,
                                      settings.SMOOTH.default, settings.REPAIR_DEFAULT, settings.ALIGN_MODE.default,
-                                     settings.ALIGNMENT_FRAME.default, settings.LEAD_IN_FRAMES.default, None,
-                                     progress=None)
-        return outputs[:4]
+                                     settings.ALIGNMENT_FRAME.default, settings.LEAD_IN_FRAMES.default,
+                                     PoseSession.create(self.config.tmp_root), progress=None)
+        return outputs[:4]  # its folder goes with the sweep, once Gradio has cached the outputs
 
     # -- generation ------------------------------------------------------------------------------
-    @event("result_video", "comparison_video", "seed_used", "settings_used", "session")
+    @event("result_video", "comparison_video", "seed_used", "settings_used")
     @user_errors
     def generate(self, image, driving_video, motion, prompt, negative_prompt, resolution, num_frames,
                  num_inference_steps, guidance_scale, condition_guidance_scale, condition_window_start,
                  condition_window_end, shift, seed, randomize_seed, preset, smooth, repair, align_mode,
-                 alignment_frame, lead_in_frames, session=None, progress=gr.Progress()):
+                 alignment_frame, lead_in_frames, session=None, progress=gr.Progress(), gr_request: gr.Request = None):
         """Animate the character with the driving motion.
 
         Returns the generated video, a side-by-side comparison (driving | pose | result), the seed used
         and every setting used (JSON)."""
-        from steadydancer.video import write_video
-
         config = self.config
         request = generation_request(prompt, negative_prompt, resolution, num_frames, num_inference_steps,
                                      guidance_scale, condition_guidance_scale, condition_window_start,
@@ -199,10 +287,18 @@ class Studio:
         image = resolve_image(image)
         source = resolve_driving(driving_video, motion)
         runtime.check_runtime(config)  # before any work: say what is missing right away
-        session = self.session(session)
-        session.cancel.clear()
+        with self.held_session(session, gr_request) as held:
+            held.cancel.clear()
+            outputs = self._generate(held, request, options, image, source, progress)
+        return outputs + (session,) if isinstance(session, PoseSession) else outputs
 
-        result = compute_poses(session, image, source, options, runtime.progress_adapter(progress, 0.0, 0.1))
+    def _generate(self, session: PoseSession, request, options, image, source, progress):
+        from steadydancer.video import write_video
+
+        config = self.config
+        result = compute_poses(session, image, source, options,
+                               watched(runtime.progress_adapter(progress, 0.0, 0.1), session, GenerationCancelled),
+                               areas=self.photo_areas)
         runtime.progress_adapter(progress)(0.12, "Rendering the pose conditions")
         job = prepare_job(result, max_area=request.max_area, num_frames=request.num_frames)
         if job.num_frames != request.num_frames:
@@ -220,6 +316,8 @@ class Studio:
         if session.cancel.is_set():  # Cancel was pressed while the poses were being prepared
             raise GenerationCancelled()
         started = time.time()
+        if not config.zero_gpu and progress is not None:  # ZeroGPU forwards gr.Progress itself, nothing else
+            progress = _stop_aware(progress, session)
         frames = runtime.run_generation(job, request, config, progress=progress,
                                         cancel=None if config.zero_gpu else session.cancel)
         elapsed = time.time() - started
@@ -233,11 +331,14 @@ class Studio:
         used.update(width=int(frames[0].shape[1]), height=int(frames[0].shape[0]), model=config.model,
                     device=runtime.device_for(config), seconds=round(elapsed, 1),
                     estimated_seconds=round(estimate, 1), motion=source.label, pose=dataclasses.asdict(options))
-        return str(result_path), str(comparison_path), request.seed, used, session
+        return str(result_path), str(comparison_path), request.seed, used
 
     @event()
-    def cancel_generation(self, session=None):
-        """The Cancel button: stop the running generation of this session at its next step."""
+    def cancel_generation(self, session=None, gr_request: gr.Request = None):
+        """The Cancel button: stop this session's running preview or generation at its next progress
+        update (a frame of the pose path, a denoising step)."""
+        if not isinstance(session, PoseSession):
+            session = self.request_session(gr_request)
         if isinstance(session, PoseSession):
             session.cancel.set()
         gr.Info("Cancelling after the current step…")

@@ -8,8 +8,9 @@ kernel, and an event's inputs are the handler's parameters, its outputs what the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import gradio as gr
 
@@ -19,10 +20,11 @@ from steadydancer.settings import Choice, Range
 from .config import PREVIEW_CONCURRENCY, QUEUE_MAX_SIZE
 from .handlers import Studio
 from .inputs import APP_NUM_FRAMES, ASSETS_DIR, EXAMPLES_DIR, motion_label, project_motions
-from .sessions import delete_session
+from .limits import body_limit_middleware
+from .session_store import Sweeper
 
-#: Handler parameters that are not components.
-NOT_INPUTS = {"self", "progress", "request"}
+#: Handler parameters that are not components (the session is found from the gr.Request).
+NOT_INPUTS = {"self", "progress", "request", "gr_request", "session"}
 
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="sky", neutral_hue="slate", radius_size="lg")
 
@@ -94,8 +96,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
     defaults = studio.sampling_defaults(config.preset, config.default_resolution)
     c: dict[str, Any] = {}  # component name (= handler parameter) -> component
 
-    with gr.Blocks(title="SteadyDancer studio", delete_cache=(3600, 6 * 3600)) as demo:
-        c["session"] = gr.State(None, delete_callback=delete_session)
+    with gr.Blocks(title="SteadyDancer studio",
+                   delete_cache=(settings.GRADIO_CACHE_SWEEP_SECONDS, settings.GRADIO_CACHE_MAX_AGE_SECONDS)) as demo:
         gr.HTML(HEADER)
         c["status"] = gr.Markdown(elem_classes=["sd-status"])
 
@@ -204,7 +206,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return gr.on(triggers, fn, inputs, outputs, **kwargs)
 
         private = dict(api_visibility="private", queue=False)
-        preview_btn.click(lambda: gr.Tabs(selected="preview"), None, tabs, **private).then(
+        preview_event = preview_btn.click(lambda: gr.Tabs(selected="preview"), None, tabs, **private).then(
             studio.preview_poses, *io_for(studio.preview_poses, c), api_name="preview_poses",
             concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu")
         # A pose control changed after a preview: re-run only the stages it affects (user actions
@@ -217,10 +219,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
         gen_event = generate_btn.click(lambda: gr.Tabs(selected="result"), None, tabs, **private).then(
             studio.generate, *io_for(studio.generate, c), api_name="generate",
             concurrency_limit=studio.config.generation_slots, concurrency_id="gpu")
-        # Gradio's `cancels` drops a queued or streaming event; a running step loop is stopped by
-        # the session's flag, checked at every denoising step (runtime.run_generation).
-        cancel_btn.click(studio.cancel_generation, *io_for(studio.cancel_generation, c), cancels=[gen_event],
-                         concurrency_limit=None, api_visibility="private")
+        # Gradio's `cancels` drops a queued event and ends a running one for the client; the work itself
+        # stops at its next progress update (the session's flag, and studio.disconnect.event_watch).
+        cancel_btn.click(studio.cancel_generation, *io_for(studio.cancel_generation, c),
+                         cancels=[gen_event, preview_event], concurrency_limit=None, api_visibility="private")
+        # A closed tab (its heartbeat stops): its session and files go now, not in Gradio's hour.
+        demo.unload(studio.end_session)
 
         # Choosing a project motion shows its clip; uploading a clip deselects the motion.
         on([c["motion"].input], studio.show_motion, **private)
@@ -245,6 +249,49 @@ def create_demo(studio: Studio) -> gr.Blocks:
     return blocks
 
 
-def launch_kwargs() -> dict:
-    return dict(theme=THEME, css=css(), max_file_size=settings.MAX_UPLOAD_SIZE, allowed_paths=[str(EXAMPLES_DIR)],
-                show_error=True, footer_links=["api"])
+#: What examples/ may serve: its media, not its scripts or notes.
+EXAMPLE_MEDIA_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".mp4", ".webm"}
+
+#: Said with a refused request body (a photo sent inline instead of uploaded).
+INLINE_FILE_HINT = "Send files as uploads (gradio_client's handle_file does this), not inline in the request."
+
+
+def example_media() -> list[str]:
+    """The files of examples/ the page shows (photos, clips): the only ones served from there."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in EXAMPLE_MEDIA_SUFFIXES)
+
+
+def server_lifespan(studio: Studio):
+    """A FastAPI lifespan: the session sweep runs on a timer while the server runs; at shutdown every
+    session is closed (its folder removed)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        sweeper = Sweeper(studio.sweep, studio.config.session_sweep_seconds)
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            studio.sessions.close_all()
+
+    return lifespan
+
+
+def launch_kwargs(studio: Optional[Studio] = None, **overrides) -> dict:
+    """Everything ``launch()`` needs, built fresh for each launch (Gradio edits ``app_kwargs``): theme,
+    upload limit, a body limit on every other route, the example media and (with ``studio``) its
+    session folder root as the only paths served besides Gradio's cache, and the session sweep."""
+    app_kwargs = {"middleware": [body_limit_middleware(settings.MAX_UPLOAD_BYTES, settings.MAX_REQUEST_BODY_BYTES,
+                                                       hint=INLINE_FILE_HINT)]}
+    allowed = example_media()
+    if studio is not None:
+        studio.config.tmp_root.mkdir(parents=True, exist_ok=True)
+        allowed.append(str(studio.config.tmp_root))
+        app_kwargs["lifespan"] = server_lifespan(studio)
+    kwargs = dict(theme=THEME, css=css(), max_file_size=settings.MAX_UPLOAD_SIZE, allowed_paths=allowed,
+                  show_error=True, footer_links=["api"], app_kwargs=app_kwargs)
+    kwargs.update(overrides)
+    return kwargs

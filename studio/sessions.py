@@ -1,5 +1,11 @@
 """Per-session files and the pose cache: each browser/API session keeps its pose-path results, each
-stored with the inputs it was computed from, in its own temporary folder."""
+stored with the inputs it was computed from, and its files in its own folder.
+
+What a session holds is bounded: the character photo at working size
+(:func:`studio.working_image.working_copy`), the poses of at most the app's longest length, the
+latest preview / generation files. :class:`studio.handlers.Studio` keeps the sessions in a
+:class:`studio.session_store.SessionStore` (closed when the tab closes, after an idle time, or when
+newer sessions need the room)."""
 
 from __future__ import annotations
 
@@ -7,11 +13,10 @@ import dataclasses
 import shutil
 import tempfile
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from steadydancer.pose.path import (
     AlignedPoses,
@@ -26,27 +31,24 @@ from steadydancer.pose.path import (
     prepare_reference,
 )
 
+from steadydancer import settings
+from steadydancer.constants import DEFAULT_MAX_AREA
+
 from .config import SESSION_MAX_AGE_SECONDS
 from .inputs import DrivingSource, file_key
+from .session_store import SESSION_DIR_PREFIX, remove_session_dirs
+from .working_image import working_copy
 
 
-def sweep_old_sessions(root: Path, max_age: float = SESSION_MAX_AGE_SECONDS) -> None:
-    """Remove session folders nobody has written to for ``max_age`` seconds."""
-    if not root.is_dir():
-        return
-    now = time.time()
-    for child in root.iterdir():
-        try:
-            if child.is_dir() and child.name.startswith("session-") and now - child.stat().st_mtime > max_age:
-                shutil.rmtree(child, ignore_errors=True)
-        except OSError:
-            pass
+def sweep_old_sessions(root: Path, max_age: float = SESSION_MAX_AGE_SECONDS, keep: Iterable[Path] = ()) -> int:
+    """Remove session folders nobody has written to for ``max_age`` seconds, except ``keep`` (the
+    live sessions' folders); returns how many."""
+    return remove_session_dirs(root, older_than=max_age, keep=set(keep))
 
 
 def new_session_dir(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    sweep_old_sessions(root)
-    return Path(tempfile.mkdtemp(prefix="session-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=SESSION_DIR_PREFIX, dir=root))
 
 
 @dataclass
@@ -56,11 +58,13 @@ class PoseSession:
     A control re-runs only the stages it affects: a new image re-detects the character; a new clip
     (or a longer length than was read) re-extracts; smoothing / repair re-clean; alignment mode,
     alignment frame and lead-in re-align. ``runs`` counts what was computed (tests check it).
-    Files of this session live in ``workdir`` (its own temp folder), removed when the session
-    ends (Gradio calls :func:`delete_session`) or by the sweep of old folders.
+    Files of this session live in ``workdir``, its own folder under ``root``, made by its first
+    output (a rejected request leaves no folder) and removed when the session ends
+    (:func:`delete_session`).
     """
 
-    workdir: Path
+    root: Path
+    workdir: Optional[Path] = None
     reference: Optional[tuple] = None  # (key, ReferencePose)
     driving: Optional[tuple] = None  # (key, frame limit used or None, DrivingPoses)
     cleaned: Optional[tuple] = None  # (key, CleanedPoses)
@@ -71,11 +75,13 @@ class PoseSession:
 
     @classmethod
     def create(cls, root: Path) -> "PoseSession":
-        return cls(workdir=new_session_dir(root))
+        return cls(root=Path(root))
 
     def run_dir(self, kind: str) -> Path:
         """A fresh folder for one run's outputs; the previous run of the same kind is removed
         (its files were already copied to Gradio's cache when they were returned)."""
+        if self.workdir is None:
+            self.workdir = new_session_dir(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for old in self.workdir.glob(f"{kind}-*"):
             shutil.rmtree(old, ignore_errors=True)
@@ -83,20 +89,32 @@ class PoseSession:
 
 
 def delete_session(session: Optional[PoseSession]) -> None:
-    """gr.State delete callback: the session ended, remove its files."""
+    """The session ended: drop its poses and photo, stop its work, remove its files."""
     if isinstance(session, PoseSession):
-        shutil.rmtree(session.workdir, ignore_errors=True)
+        session.reference = session.driving = session.cleaned = session.aligned = None
+        session.cancel.set()
+        if session.workdir is not None:
+            shutil.rmtree(session.workdir, ignore_errors=True)
+
+
+def keep_working_size(reference: ReferencePose, areas: Iterable[int] = ()) -> ReferencePose:
+    """The reference with its photo reduced to working size: the generation size for every area in
+    ``areas`` (and the resolution classes, and the official canvas) stays the full photo's."""
+    keep = {DEFAULT_MAX_AREA, *settings.RESOLUTION_AREAS.values(), *(int(a) for a in areas)}
+    return dataclasses.replace(reference, image=working_copy(reference.image, settings.SESSION_PHOTO_MAX_AREA, keep))
 
 
 def compute_poses(session: PoseSession, image: str, source: DrivingSource, options: PoseOptions,
-                  progress: Optional[Callable[[float, str], None]] = None) -> PosePathResult:
-    """Run the stages whose inputs changed since the last call of this session; reuse the rest."""
+                  progress: Optional[Callable[[float, str], None]] = None,
+                  areas: Iterable[int] = ()) -> PosePathResult:
+    """Run the stages whose inputs changed since the last call of this session; reuse the rest.
+    The photo is kept at working size for the resolution ``areas`` (:func:`keep_working_size`)."""
     report = progress or (lambda f, m: None)
 
     ref_key = file_key(image)
     if session.reference is None or session.reference[0] != ref_key:
         report(0.0, "Detecting the character's pose")
-        session.reference = (ref_key, prepare_reference(image))
+        session.reference = (ref_key, keep_working_size(prepare_reference(image), areas))
         session.runs["reference"] += 1
     reference: ReferencePose = session.reference[1]
 

@@ -53,7 +53,7 @@ def preview(app, image, video, session=None, **changes):
     kwargs = {**POSE, **changes}
     return app.preview_poses(str(image), str(video) if video else None, kwargs["motion"], kwargs["num_frames"],
                              kwargs["smooth"], kwargs["repair"], kwargs["align_mode"], kwargs["alignment_frame"],
-                             kwargs["lead_in_frames"], session, progress=None)
+                             kwargs["lead_in_frames"], session or app.session(None), progress=None)
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +279,7 @@ def run_generate(app, image, video, session=None, progress=None, **changes):
                         kw["num_frames"], kw["num_inference_steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
                         kw["condition_window_start"], kw["condition_window_end"], kw["shift"], kw["seed"],
                         kw["randomize_seed"], kw["preset"], kw["smooth"], kw["repair"], kw["align_mode"],
-                        kw["alignment_frame"], kw["lead_in_frames"], session, progress=progress)
+                        kw["alignment_frame"], kw["lead_in_frames"], session or app.session(None), progress=progress)
 
 
 def test_generate_without_weights_says_what_is_missing(app, astronaut_path, person_clip):
@@ -404,13 +404,16 @@ def test_blocks_expose_exactly_the_named_endpoints(demo):
 
 def test_sessions_have_their_own_folders_and_clean_up(app, tmp_path):
     one, two = app.session(None), app.session(None)
-    assert one.workdir != two.workdir and one.workdir.parent == two.workdir.parent == app.config.tmp_root
+    assert one.workdir is None and two.workdir is None  # no folder until the session writes something
     first = one.run_dir("preview")
+    two.run_dir("preview")
+    assert one.workdir != two.workdir and one.workdir.parent == two.workdir.parent == app.config.tmp_root
     (first / "preview.mp4").write_bytes(b"x")
     second = one.run_dir("preview")  # a new preview replaces the previous one's files
     assert not first.exists() and second.parent == one.workdir
-    delete_session(one)  # gr.State's delete callback when the session ends
-    assert not one.workdir.exists() and two.workdir.exists()
+    delete_session(one)  # the session store's close callback when the session ends
+    assert not one.workdir.exists() and two.workdir.exists() and one.reference is None
+    delete_session(two)
 
     old = tmp_path / "session-old"
     old.mkdir()

@@ -48,7 +48,7 @@ def launch_app(tmp_path: Path, model: str | Path | None = None, **launch_overrid
     demo = create_demo(studio)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **{**launch_kwargs(), **launch_overrides})
+                **launch_kwargs(studio, **launch_overrides))
     try:
         yield studio, demo, f"http://127.0.0.1:{port}/"
     finally:
