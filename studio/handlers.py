@@ -36,6 +36,7 @@ from .inputs import (
     resolve_driving,
     resolve_image,
 )
+from .memory import release_free_memory
 from .session_store import SessionStore
 from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions
 
@@ -75,11 +76,13 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def repair_summary(result: PosePathResult, source: DrivingSource) -> str:
-    """Markdown: what was extracted, what the repair step changed, how the motion was aligned."""
+def repair_summary(result: PosePathResult, source: DrivingSource, people: Optional[str] = None) -> str:
+    """Markdown: what was extracted, what the repair step changed, how the motion was aligned (and,
+    for a photo of several people, which one is animated)."""
     seq = result.cleaned.poses
     n_person = int(result.driving.poses.frames_with_person().sum())
-    lines = [
+    lines = [f"**Character:** {people}"] if people else []
+    lines += [
         f"**Motion:** {source.label} — {len(seq)} frames at {seq.fps:g} fps "
         f"({len(seq) / seq.fps:.1f} s); a person in {n_person} of {len(result.driving.poses)} frames.",
     ]
@@ -171,16 +174,21 @@ class Studio:
     def held_session(self, session, gr_request) -> PoseSession:
         """The event's session: the one passed in, else the request's (created on first use), held
         while the event runs; when its client disconnects mid-event the session closes (files go)."""
-        if isinstance(session, PoseSession):
-            yield session
-            return
-        key = getattr(gr_request, "session_hash", None) or f"anonymous-{uuid.uuid4().hex}"
-        with self.sessions.use(key) as held:
-            try:
-                yield held
-            except ClientGone:
-                self.sessions.end(key)
-                raise
+        try:
+            if isinstance(session, PoseSession):
+                yield session
+                return
+            key = getattr(gr_request, "session_hash", None) or f"anonymous-{uuid.uuid4().hex}"
+            with self.sessions.use(key) as held:
+                try:
+                    yield held
+                except ClientGone:
+                    self.sessions.end(key)
+                    raise
+        finally:
+            # The full-size photo decode, the detector's buffers: freed, but kept by the allocator in
+            # this worker thread's arena unless given back (studio.memory).
+            release_free_memory()
 
     def request_session(self, gr_request) -> Optional[PoseSession]:
         """The open session of a request, if any (never created)."""
@@ -227,7 +235,8 @@ class Studio:
                                        progress=watched(runtime.progress_adapter(progress, 0.6, 1.0), held,
                                                         PreviewCancelled))
             held.last_preview_key = self._preview_key(image, source, options)
-        outputs = (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source), str(paths["poses"]))
+        outputs = (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source, held.people_note),
+                   str(paths["poses"]))
         return outputs + (session,) if isinstance(session, PoseSession) else outputs
 
     @staticmethod
@@ -299,6 +308,8 @@ class Studio:
         result = compute_poses(session, image, source, options,
                                watched(runtime.progress_adapter(progress, 0.0, 0.1), session, GenerationCancelled),
                                areas=self.photo_areas)
+        if session.people_note:
+            gr.Warning(session.people_note)
         runtime.progress_adapter(progress)(0.12, "Rendering the pose conditions")
         job = prepare_job(result, max_area=request.max_area, num_frames=request.num_frames)
         if job.num_frames != request.num_frames:
@@ -347,8 +358,12 @@ class Studio:
     @event("estimate")
     def estimate_text(self, image, resolution, num_frames, num_inference_steps, guidance_scale,
                       condition_guidance_scale, condition_window_start, condition_window_end, preset) -> str:
-        """The estimate shown under the Generate button (updated as settings change)."""
+        """The estimate shown under the Generate button (updated as settings change). The page runs
+        it without Gradio's preprocessing (``preprocess=False``: ``image`` is the upload's file data), so
+        an unreadable photo is reported once, by Preview / Generate, not a second time by the estimate."""
         config = self.config
+        if isinstance(image, dict):
+            image = image.get("path")
         try:
             request = generation_request("", "", resolution, num_frames, num_inference_steps, guidance_scale,
                                          condition_guidance_scale, condition_window_start, condition_window_end,

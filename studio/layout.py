@@ -75,9 +75,50 @@ def readable_image_errors(component: gr.Image) -> gr.Image:
             raise
         except Exception as exc:
             name = getattr(payload, "orig_name", None) or "The character image"
-            raise gr.Error(f"{name} could not be read as an image ({type(exc).__name__}). Use a PNG, JPEG or "
+            if "DecompressionBomb" in type(exc).__name__:  # Pillow refuses > 2 x MAX_IMAGE_PIXELS at open
+                raise gr.Error(f"image: {name} is too large to open safely ({exc}). Resize it to at most 4000 px "
+                               "on the long side and upload it again.", title="Please check the input",
+                               print_exception=False) from exc
+            raise gr.Error(f"image: {name} could not be read as an image ({type(exc).__name__}). Use a PNG, JPEG or "
                            "WebP photo of one person.", title="Please check the input",
                            print_exception=False) from exc
+
+    component.preprocess = checked
+    return component
+
+
+def _expected(component) -> str:
+    if isinstance(component, (gr.Slider, gr.Number)):
+        return "a number"
+    if isinstance(component, gr.Checkbox):
+        return "true or false"
+    if isinstance(component, (gr.Radio, gr.Dropdown)):
+        return "one of " + ", ".join(repr(value) for _, value in component.choices)
+    if isinstance(component, gr.Textbox):
+        return "text"
+    if isinstance(component, gr.Video):
+        return "an uploaded video file"
+    return "a valid value"
+
+
+def named_input_errors(name: str, component):
+    """Gradio checks a value in the component's ``preprocess`` before any handler runs: a number out
+    of the slider's range ("Value -1 is less than minimum value 5."), a string for a number (an
+    internal "Could not preprocess input component at index 3" with a traceback in the log). Wrapped
+    here, every such mistake says which parameter and what it accepts, and logs no traceback."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except Exception as exc:
+            shown = repr(payload) if len(repr(payload)) <= 80 else repr(payload)[:77] + "..."
+            if isinstance(component, (gr.Slider, gr.Number)) and isinstance(payload, (int, float)) \
+                    and not isinstance(payload, bool):
+                message = f"{name} must be between {component.minimum} and {component.maximum}, got {shown}."
+            else:
+                message = f"{name} must be {_expected(component)}, got {shown}."
+            raise gr.Error(message, title="Please check the input", print_exception=False) from exc
 
     component.preprocess = checked
     return component
@@ -235,8 +276,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
         on([c["preset"].input], studio.sampling_defaults, **private)
         on([c["num_frames"].change], studio.length_text, **private)
         estimate_inputs, _ = io_for(studio.estimate_text, c)
-        on([control.change for control in estimate_inputs] + [demo.load], studio.estimate_text, **private)
+        on([control.change for control in estimate_inputs] + [demo.load], studio.estimate_text, preprocess=False,
+           **private)
         on([demo.load], studio.runtime_status, **private)
+        for name, component in c.items():  # the image has its own readable errors
+            if name != "image" and isinstance(component, gr.components.Component):
+                named_input_errors(name, component)
     demo.components_by_name = c  # for tests and tools: the name -> component table
     return demo
 

@@ -33,6 +33,7 @@ from steadydancer.pose.path import (
 
 from steadydancer import settings
 from steadydancer.constants import DEFAULT_MAX_AREA
+from steadydancer.pose.people import find_faces, people_note
 
 from .config import SESSION_MAX_AGE_SECONDS
 from .inputs import DrivingSource, file_key
@@ -72,6 +73,7 @@ class PoseSession:
     runs: Counter = field(default_factory=Counter)
     cancel: threading.Event = field(default_factory=threading.Event)
     last_preview_key: Optional[tuple] = None
+    people_note: Optional[str] = None  #: a photo of several people: which one is animated
 
     @classmethod
     def create(cls, root: Path) -> "PoseSession":
@@ -114,7 +116,9 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     ref_key = file_key(image)
     if session.reference is None or session.reference[0] != ref_key:
         report(0.0, "Detecting the character's pose")
-        session.reference = (ref_key, keep_working_size(prepare_reference(image), areas))
+        reference = keep_working_size(prepare_reference(image), areas)
+        session.people_note = people_note(reference.pose, find_faces(reference.image))
+        session.reference = (ref_key, reference)
         session.runs["reference"] += 1
     reference: ReferencePose = session.reference[1]
 
