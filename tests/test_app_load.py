@@ -329,7 +329,7 @@ def test_a_disconnected_preview_stops_and_its_files_go(server, astronaut_path, l
 
     assert server.wait_for_dirs(0, timeout=IDLE_SECONDS + 5)
     session_hash = "load-test-disconnect"
-    payload = {"data": [_upload(server, astronaut_path), {"video": _upload(server, long_clip), "subtitles": None},
+    payload = {"data": [_upload(server, astronaut_path), _upload(server, long_clip),
                         "", 161, 0.3, True, "auto", -1, 0],
                "fn_index": _fn_index(server, "preview_poses"), "session_hash": session_hash, "event_data": None,
                "trigger_id": None}

@@ -591,7 +591,11 @@ def extract_sequence(frames: Iterable[np.ndarray], *, fps: float, width: int, he
             while worker.is_alive():
                 worker.join(timeout=0.1)
                 if not abort.is_set():
-                    report()
+                    try:
+                        report()
+                    except BaseException:  # the caller stops the work (Cancel, client gone):
+                        abort.set()  # the workers skip the frames still queued
+                        raise
     for worker in pool:
         if worker.error is not None:
             raise worker.error
