@@ -15,6 +15,7 @@ import os
 
 from studio import AppConfig, Studio, create_demo, launch_kwargs
 from studio.runtime import preload
+from studio.shutdown import serve_until_stopped
 
 
 def parse_args(argv=None, config: AppConfig | None = None) -> tuple[argparse.Namespace, AppConfig]:
@@ -64,7 +65,9 @@ def main(argv=None) -> None:
         preload(config)
     studio = Studio(config)
     demo = create_demo(studio)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs(studio))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True,
+                **launch_kwargs(studio))
+    serve_until_stopped(demo, studio)  # Ctrl-C / SIGTERM: waiting clients are told, then the server closes
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ class Studio:
 
     def __init__(self, config: AppConfig):
         self.config = config
+        self.server_loop = None  #: the server's event loop, once it runs (studio.layout.server_lifespan)
         self.sessions: SessionStore[PoseSession] = SessionStore(
             lambda key: PoseSession.create(config.tmp_root), delete_session, max_sessions=config.max_sessions,
             idle_seconds=config.session_idle_seconds)

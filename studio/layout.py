@@ -314,6 +314,9 @@ def server_lifespan(studio: Studio):
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        import asyncio
+
+        studio.server_loop = asyncio.get_running_loop()  # studio.shutdown tells waiting clients through it
         sweeper = Sweeper(studio.sweep, studio.config.session_sweep_seconds)
         sweeper.start()
         try:

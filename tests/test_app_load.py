@@ -449,3 +449,37 @@ def test_only_example_media_are_served_from_examples(server):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 200, name
     for name in ("make_examples.py", "README.md", "dance_keyframes.poses.json"):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 403, name
+
+
+def test_the_estimate_reads_no_photo_so_errors_show_once(tmp_path, astronaut_path):
+    """Gradio preprocesses (opens) the photo for every event that takes it: the estimate event runs
+    without preprocessing, so an unreadable photo is reported by Preview/Generate only."""
+    from studio import AppConfig, Studio, build_demo
+
+    config = AppConfig.from_env().replace(model=str(tmp_path / "none"), offline=True, device="cpu",
+                                          tmp_root=tmp_path / "sessions", zero_gpu=False)
+    studio = Studio(config)
+    demo = build_demo(studio)
+    estimates = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "estimate_text"]
+    assert estimates and not any(fn.preprocess for fn in estimates)
+    previews = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "preview_poses"]
+    assert previews and all(fn.preprocess for fn in previews)
+    raw = {"path": str(astronaut_path), "orig_name": "astronaut.png", "meta": {"_type": "gradio.FileData"}}
+    assert "Estimated GPU time" in studio.estimate_text(raw, "480p", 81, 40, 5.0, 1.0, 0.1, 0.4, "quality")
+
+
+# Last: it stops the module's server.
+def test_a_stopping_server_tells_waiting_clients(server, astronaut_path, long_clip, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    client = server.client(tmp_path / "dl")
+    job = client.submit(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(long_clip)),
+                        motion="", **{**POSE, "num_frames": 161}, api_name="/preview_poses")
+    deadline = time.monotonic() + 30
+    while not (job.status().progress_data or time.monotonic() > deadline):
+        time.sleep(0.05)
+    server.proc.send_signal(signal.SIGTERM)  # what a Space restart sends
+    with pytest.raises(AppError, match="The server is shutting down"):
+        job.result(timeout=30)
+    assert server.proc.wait(timeout=20) is not None
