@@ -59,3 +59,4 @@ def event_watch() -> Callable[[], Optional[str]]:
         return None
 
     return status
+

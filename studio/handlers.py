@@ -175,6 +175,7 @@ class Studio:
     def held_session(self, session, gr_request) -> PoseSession:
         """The event's session: the one passed in, else the request's (created on first use), held
         while the event runs; when its client disconnects mid-event the session closes (files go)."""
+        gone = None
         try:
             if isinstance(session, PoseSession):
                 yield session
@@ -184,9 +185,11 @@ class Studio:
                 try:
                     yield held
                 except ClientGone:
-                    self.sessions.end(key)
+                    gone = key
                     raise
         finally:
+            if gone is not None:  # released above: closed now (no output files to hand over)
+                self.sessions.end(gone)
             # The full-size photo decode, the detector's buffers: freed, but kept by the allocator in
             # this worker thread's arena unless given back (studio.memory).
             release_free_memory()

@@ -238,8 +238,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
         gr.Markdown(
             "Preview poses runs on the CPU and is free. Generate needs the SteadyDancer weights and a GPU "
             "(on a ZeroGPU Space it borrows one for the estimated time). Uploads up to "
-            f"{settings.MAX_UPLOAD_SIZE}; driving clips up to {settings.MAX_DRIVING_SECONDS:.0f} s. Your files stay "
-            "in your own session folder and are deleted when you leave.", elem_classes=["sd-footer"])
+            f"{settings.MAX_UPLOAD_SIZE}; driving clips up to {settings.MAX_DRIVING_SECONDS:.0f} s. Your results stay "
+            "in your own session folder, deleted when you close the page (or after "
+            f"{settings.SESSION_IDLE_SECONDS // 60} min unused); the copies the page shows and your uploads are "
+            f"deleted within {(settings.GRADIO_CACHE_MAX_AGE_SECONDS + settings.GRADIO_CACHE_SWEEP_SECONDS) // 60} "
+            "min.", elem_classes=["sd-footer"])
 
         # -- wiring: every event's inputs and outputs come from its handler ---------------------------
         def on(triggers, fn, **kwargs):

@@ -56,14 +56,16 @@ class SessionStore(Generic[T]):
     Args:
         factory: builds a new session's value (called with the key).
         close: releases a value (removes its folder); called exactly once per value, outside the
-            store's lock, never while an event holds it.
+            store's lock, never while an event holds it (a session ended during an event is closed
+            by the sweep ``close_delay`` seconds after the event returned).
         max_sessions: sessions kept at once.
         idle_seconds: a session unused for this long is closed by :meth:`sweep`.
         clock: seconds, monotonic (tests pass their own).
     """
 
     def __init__(self, factory: Callable[[str], T], close: Callable[[T], None], *, max_sessions: int,
-                 idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 idle_seconds: float, clock: Callable[[], float] = time.monotonic,
+                 close_delay: float = 10.0) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
         self.factory = factory
@@ -72,6 +74,10 @@ class SessionStore(Generic[T]):
         self.idle_seconds = float(idle_seconds)
         self.clock = clock
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()  # least recently used first
+        #: sessions ended while an event ran: closed by the sweep ``close_delay`` seconds after the event
+        #: returned (Gradio still copies the event's output files after the handler returns)
+        self.close_delay = float(close_delay)
+        self._closing: list[tuple[float, T]] = []
         self._lock = threading.Lock()
         self.closed_count = 0  #: sessions closed so far (any reason)
 
@@ -125,11 +131,15 @@ class SessionStore(Generic[T]):
         return True
 
     def sweep(self) -> int:
-        """Close every idle session unused for ``idle_seconds``; returns how many."""
+        """Close every idle session unused for ``idle_seconds`` (and the ended ones whose delay is
+        over); returns how many."""
         now = self.clock()
         with self._lock:
             expired = [k for k, e in self._entries.items() if not e.busy and now - e.last_used > self.idle_seconds]
             values = [self._entries.pop(k).value for k in expired]
+            due = [v for t, v in self._closing if t <= now]
+            self._closing = [(t, v) for t, v in self._closing if t > now]
+            values += due
         self._close_all(values)
         return len(values)
 
@@ -137,7 +147,8 @@ class SessionStore(Generic[T]):
         """Close every session that is not running an event (server shutdown: all of them)."""
         with self._lock:
             idle = [k for k, e in self._entries.items() if not e.busy]
-            values = [self._entries.pop(k).value for k in idle]
+            values = [self._entries.pop(k).value for k in idle] + [v for _, v in self._closing]
+            self._closing = []
             for e in self._entries.values():
                 e.ending = True
         self._close_all(values)
@@ -166,16 +177,13 @@ class SessionStore(Generic[T]):
         return entry, evicted
 
     def _release(self, key: str, entry: _Entry[T]) -> None:
-        close = False
         with self._lock:
             entry.busy -= 1
             entry.last_used = self.clock()
             if entry.ending and entry.busy == 0:
                 if self._entries.get(key) is entry:
                     del self._entries[key]
-                close = True
-        if close:
-            self._close_all([entry.value])
+                self._closing.append((self.clock() + self.close_delay, entry.value))
 
     def _close_all(self, values: list[T]) -> None:
         for value in values:

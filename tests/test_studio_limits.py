@@ -143,8 +143,11 @@ def test_store_never_closes_a_busy_session():
             with pytest.raises(SessionsFull):
                 with store.use("c"):
                     pass
-        assert store.end("a") is True and closed == []  # closed when its event returns
-    assert closed == ["a"] and "a" not in store
+        assert store.end("a") is True and closed == []  # not while its event runs
+    assert closed == [] and "a" not in store  # ended; closed once Gradio has taken the event's files
+    clock.t += store.close_delay + 1
+    store.sweep()
+    assert "a" in closed  # ("b" idled out meanwhile)
 
 
 def test_store_end_and_close_all():
@@ -212,3 +215,4 @@ def test_working_copy_of_a_huge_photo_is_small():
     assert working_copy(tiny, max_area=4 * 1024 * 576, areas=[1024 * 576]) is tiny
     edge = working_size(7605, 2808, 4 * 1024 * 576, [1024 * 576, 832 * 480, 64 * 64])  # no exact fit
     assert edge[0] * edge[1] <= 4 * 1024 * 576  # the memory bound holds anyway
+
