@@ -148,12 +148,14 @@ def test_event_inputs_are_the_handler_parameters(demo):
     """Every event's inputs are built from its handler's signature: the public endpoints' parameter
     names are exactly the handler's, in order."""
     from studio import Studio
+    from studio.layout import NOT_INPUTS  # self, progress, the gr.Request and the session it finds
 
     for fn in demo.fns.values():
         if fn.api_name not in ("preview_poses", "generate"):
             continue
         handler = getattr(Studio, fn.api_name)
-        params = [p for p in inspect.signature(handler).parameters if p not in ("self", "progress")]
+        params = [p for p in inspect.signature(handler).parameters if p not in NOT_INPUTS]
+        assert params[-1] == "lead_in_frames"
         names = {id(c): n for n, c in demo.components_by_name.items()}
         assert [names[id(block)] for block in fn.inputs] == params
         assert [names[id(block)] for block in fn.outputs] == list(handler.outputs)
