@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image", required=True, help="character image")
     g.add_argument("--video", required=True, help="driving video, or a poses.json written by `pose`")
     g.add_argument("--out", required=True, help="output .mp4")
-    g.add_argument("--model", default=None, help="model folder or Hugging Face repo id (see README)")
+    g.add_argument("--model", default=None, help="model folder, Hugging Face repo id, or a GGUF transformer file (x.gguf or repo::x.gguf; see README)")
     g.add_argument("--encoders", default=None,
                    help="Wan2.1-I2V diffusers folder or repo id for the VAE / UMT5 / CLIP (when --model has none)")
     g.add_argument("--offline", action="store_true", help="never download; use local files / the HF cache only")

@@ -272,6 +272,6 @@ def estimate_gpu_seconds(
                                  + split["comm_bytes"] / (interconnect_gbps * 1e9))
         encoded = 3 if has_negative_condition and settings.condition_guidance_scale != 0 else 2
         seconds += vae_flops(length, height, width, encoded_videos=encoded) / (vae_tflops * 1e12)
-    if preset is not None and PRESET.check(preset) == "low_vram":
+    if preset is not None and PRESET.check(preset) in ("low_vram", "small_gpu"):
         seconds *= LOW_VRAM_SLOWDOWN
     return seconds

@@ -28,7 +28,7 @@ import numpy as np
 from .constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
 from .errors import MissingWeightsError, SteadyDancerInputError
 from .settings import WINDOW_FRAMES, WINDOW_OVERLAP, SamplingSettings, env_flag, frames_to_generate
-from .weights import default_encoders, default_model, is_offline, resolve_weights
+from .weights import default_encoders, default_model, is_gguf_path, is_offline, resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -64,10 +64,11 @@ def load_pipeline(
 
     ``model``: a diffusers-format folder/repo, the complete official checkpoint folder (its T5 / CLIP /
     VAE ``.pth`` files are loaded as-is, nothing downloaded), or the SteadyDancer transformer
-    folder/repo (default ``$STEADYDANCER_MODEL`` or ``MCG-NJU/SteadyDancer-14B``); ``encoders``: a Wan2.1-I2V diffusers
+    folder/repo (default ``$STEADYDANCER_MODEL`` or ``MCG-NJU/SteadyDancer-14B``), or a ``.gguf``
+    transformer file / ``repo::file.gguf`` (quantized); ``encoders``: a Wan2.1-I2V diffusers
     folder/repo for the VAE / UMT5 / CLIP when the model has none (default ``$STEADYDANCER_ENCODERS``
     or ``Wan-AI/Wan2.1-I2V-14B-720P-Diffusers``). ``preset``: ``quality | balanced | low_vram |
-    fast`` (see :mod:`steadydancer.presets`), recorded in ``pipe.config.preset``. ``offline`` defaults
+    fast | small_gpu`` (see :mod:`steadydancer.presets`), recorded in ``pipe.config.preset``. ``offline`` defaults
     to ``HF_HUB_OFFLINE``. Raises :class:`~steadydancer.errors.MissingWeightsError` saying exactly
     what to download or set.
     """
@@ -76,6 +77,10 @@ def load_pipeline(
 
     preset_obj = get_preset(preset)
     device = device or _default_device()
+    if preset_obj.needs_gguf and not is_gguf_path(model or default_model()):
+        from .presets import SMALL_GPU_NEEDS_GGUF
+
+        raise SteadyDancerInputError(SMALL_GPU_NEEDS_GGUF)  # before loading tens of GB
     pipe = SteadyDancerPipeline.from_checkpoint(
         model or default_model(),
         encoders or default_encoders(),
@@ -109,12 +114,12 @@ def check_model(
 
         if not torch.cuda.is_available():
             raise MissingWeightsError(
-                "No CUDA GPU is available here. SteadyDancer needs a GPU (about 24 GB with the low_vram preset, "
-                "40+ GB for quality); run on a GPU machine, or choose device 'cpu' for a (very slow) test run."
+                "No CUDA GPU is available here. SteadyDancer needs a GPU (12 GB with a GGUF file and the small_gpu "
+                "preset, 40+ GB for quality); run on a GPU machine, or choose device 'cpu' for a (very slow) test run."
             )
     model = model or default_model()
     encoders = encoders or default_encoders()
-    local = os.path.isdir(os.path.expanduser(str(model)))
+    local = os.path.exists(os.path.expanduser(str(model)))
     if local or is_offline(offline):
         resolve_weights(model, encoders, offline=True)
 

@@ -835,8 +835,10 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         repo (``model_index.json``); the complete official checkpoint folder
         (``MCG-NJU/SteadyDancer-14B`` as released: transformer + the T5 / CLIP / VAE ``.pth`` files +
         ``google/umt5-xxl/``), loaded as-is with nothing downloaded; or a SteadyDancer transformer
-        folder/repo (``config.json`` + ``diffusion_pytorch_model*.safetensors``) plus the encoders of a
-        Wan2.1-I2V diffusers folder/repo. Downloads only the files needed (once, with progress),
+        folder/repo (``config.json`` + ``diffusion_pytorch_model*.safetensors``) or a GGUF transformer
+        file (``.gguf``, or ``repo::file.gguf``; its linear weights stay quantized, computed in
+        ``torch_dtype``) plus the encoders of a Wan2.1-I2V diffusers folder/repo (or, for a GGUF
+        file, of the official folder). Downloads only the files needed (once, with progress),
         honours ``HF_HUB_OFFLINE``. The transformer and text encoder load in ``torch_dtype``; the VAE
         and CLIP stay float32. ``clip_heads``: head count of an official CLIP file that is not the
         released ViT-H/14 (not stored in its weights). Raises
@@ -853,9 +855,18 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 location.pipeline_dir,
                 dtype={"default": torch_dtype, "vae": torch.float32, "image_encoder": torch.float32},
             )
-        transformer = SteadyDancerTransformer3DModel.from_pretrained(
-            str(location.transformer_dir), torch_dtype=torch_dtype
-        )
+        if location.transformer_file is not None:
+            from diffusers import GGUFQuantizationConfig
+
+            transformer = SteadyDancerTransformer3DModel.from_single_file(
+                str(location.transformer_file), quantization_config=GGUFQuantizationConfig(compute_dtype=torch_dtype)
+            )
+            transformer_root = Path(location.transformer_file).parent
+        else:
+            transformer = SteadyDancerTransformer3DModel.from_pretrained(
+                str(location.transformer_dir), torch_dtype=torch_dtype
+            )
+            transformer_root = Path(location.transformer_dir).parent
         if location.official_encoders_dir is not None:
             from .models.official_encoders import load_official_encoders
 
@@ -863,7 +874,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                                               clip_heads=clip_heads)
             return cls(scheduler=build_scheduler(SOLVER.default, SHIFT_DEFAULT), transformer=transformer, **encoders)
         enc = location.encoders_dir
-        scheduler_dir = Path(location.transformer_dir).parent / "scheduler"
+        scheduler_dir = transformer_root / "scheduler"
         if (Path(enc) / "scheduler" / "scheduler_config.json").is_file():
             scheduler_dir = Path(enc) / "scheduler"
         if (scheduler_dir / "scheduler_config.json").is_file():

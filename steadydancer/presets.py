@@ -13,6 +13,11 @@ step-distillation LoRA. Everything is done with diffusers' own mechanisms:
   next layer during compute), VAE tiling, guidance passes one at a time; official sampling.
 * ``fast`` -- as quality, plus the lightx2v Wan2.1-I2V 4-step distillation LoRA fused into the
   transformer; 4 ``lcm`` steps, CFG 1, no condition pass (4 transformer passes instead of 91).
+* ``small_gpu`` -- for a 12-16 GB GPU in a 32 GB PC: a GGUF transformer file (its linear weights
+  stay quantized in RAM and on the GPU, dequantized layer by layer), group offloading of every
+  model (the text encoder is never resident on the GPU: it streams through layer by layer, as the
+  transformer does), VAE tiling, guidance passes one at a time; official sampling. Peaks at
+  480p / 81 frames: :mod:`steadydancer.memory_model`.
 
 GPU memory while denoising 81 frames at 1024x576 (cost model, ``benchmarks/flops_memory.py``):
 quality ~49 GB (32.8 GB bf16 transformer + 3 batched passes of ~5.4 GB activations), balanced
@@ -70,6 +75,8 @@ class Preset:
     vae_tiling: bool = False
     batch_guidance_passes: bool = True
     lora: LoraSpec | None = None
+    #: The transformer must come from a GGUF file (``--model x.gguf``).
+    needs_gguf: bool = False
     #: Overrides of the pipeline call (num_inference_steps, guidance_scale, condition_guidance_scale,
     #: solver, shift).
     sampling: dict[str, Any] = field(default_factory=dict)
@@ -102,8 +109,32 @@ PRESETS: dict[str, Preset] = {
         lora=LoraSpec(FAST_LORA_REPO, FAST_LORA_FILE),
         sampling=PRESET_SAMPLING["fast"],
     ),
+    "small_gpu": Preset(
+        name="small_gpu",
+        summary="for 12-16 GB GPUs and 32 GB of RAM: a GGUF transformer file (e.g. Q4_K), group offloading "
+        "of every model, VAE tiling, guidance passes one by one; official sampling, slower.",
+        offload="group",
+        vae_tiling=True,
+        batch_guidance_passes=False,
+        needs_gguf=True,
+    ),
 }
 assert set(PRESETS) == set(PRESET.choices), "steadydancer.settings.PRESET lists the presets"
+
+
+#: What to tell a user who picked small_gpu without a GGUF file.
+SMALL_GPU_NEEDS_GGUF = (
+    "The small_gpu preset runs a GGUF transformer file: pass --model /path/to/SteadyDancer-14B-<type>.gguf "
+    "(or repo::file.gguf; which type fits your GPU and RAM is in the README's table, Q4_K for a 12 GB GPU "
+    "with 32 GB of RAM) and --encoders for the Wan2.1 VAE / UMT5 / CLIP. With the full bf16 weights use "
+    "low_vram (about 51 GB of RAM at 480p)."
+)
+
+
+def is_gguf_transformer(transformer) -> bool:
+    """True when ``transformer`` was loaded from a GGUF file (diffusers' GGUF quantizer attached)."""
+    quantizer = getattr(transformer, "hf_quantizer", None)
+    return quantizer is not None and type(quantizer).__name__ == "GGUFQuantizer"
 
 
 def get_preset(name: str | Preset) -> Preset:
@@ -219,9 +250,19 @@ def apply_preset(
     """
     preset = get_preset(preset)
     device = torch.device(device)
+    gguf = is_gguf_transformer(pipe.transformer)
+    if preset.needs_gguf and not gguf:
+        raise SteadyDancerInputError(SMALL_GPU_NEEDS_GGUF)
 
     # 1. LoRA (the preset's, unless one is given).
     lora = lora if lora is not None else (fast_lora_spec() if preset.name == "fast" else preset.lora)
+    if gguf and (lora is not None or preset.fp8_storage):
+        what = "a LoRA cannot be fused into" if lora is not None else "fp8 storage cannot be applied to"
+        raise SteadyDancerInputError(
+            f"The {preset.name} preset needs float transformer weights: {what} a GGUF-quantized transformer. "
+            "With a GGUF file use quality (everything on a 24 GB+ GPU) or small_gpu; for fast / balanced load the "
+            "official weights."
+        )
     if lora is not None:
         load_lora(pipe, lora, offline=offline)
 

@@ -212,7 +212,8 @@ PRESET = Choice("preset", "Speed / memory", "quality", {
     "balanced": "Balanced (fp8 weights)",
     "low_vram": "Low VRAM (offloading)",
     "fast": "Fast (4 steps, LoRA)",
-}, aliases={"low-vram": "low_vram", "lowvram": "low_vram"})
+    "small_gpu": "Small GPU (GGUF file, 12-16 GB)",
+}, aliases={"low-vram": "low_vram", "lowvram": "low_vram", "small-gpu": "small_gpu", "smallgpu": "small_gpu"})
 #: The sampling a preset imposes over the official values (explicit user values still win).
 PRESET_SAMPLING: dict[str, dict[str, Any]] = {
     "fast": {"num_inference_steps": 4, "guidance_scale": 1.0, "condition_guidance_scale": 0.0,

@@ -56,7 +56,8 @@ OFFICIAL_ENCODER_FILES = (OFFICIAL_T5_FILE, OFFICIAL_T5_TOKENIZER, OFFICIAL_CLIP
 @dataclass
 class WeightsLocation:
     """Local folders to load from: either ``pipeline_dir`` (diffusers format), or
-    ``transformer_dir`` (official names or diffusers names) + either ``official_encoders_dir`` (the
+    ``transformer_dir`` (official names or diffusers names) or ``transformer_file`` (a ``.gguf``
+    file) + either ``official_encoders_dir`` (the
     official folder's own ``.pth`` encoders) or ``encoders_dir`` (Wan2.1-I2V diffusers folder with
     ``vae/ text_encoder/ tokenizer/ image_encoder/ [image_processor/]``)."""
 
@@ -64,6 +65,8 @@ class WeightsLocation:
     transformer_dir: Path | None = None
     encoders_dir: Path | None = None
     official_encoders_dir: Path | None = None
+    #: A single GGUF transformer file (community layout), instead of ``transformer_dir``.
+    transformer_file: Path | None = None
 
     @property
     def kind(self) -> str:
@@ -128,7 +131,9 @@ def missing_weights_message(model, encoders, reason: str, offline: bool) -> str:
         f"(hf download {DEFAULT_MODEL_ID} --local-dir ./SteadyDancer-14B: transformer + T5/CLIP/VAE .pth + "
         "google/umt5-xxl/; nothing else is downloaded), a diffusers-format pipeline "
         "folder (model_index.json) or a SteadyDancer transformer folder (config.json + "
-        "diffusion_pytorch_model*.safetensors); --encoders / STEADYDANCER_ENCODERS = a Wan2.1-I2V "
+        "diffusion_pytorch_model*.safetensors) or a GGUF transformer file (x.gguf, or repo::x.gguf; the "
+        "encoders then come from its folder or --encoders, which may be the official folder); "
+        "--encoders / STEADYDANCER_ENCODERS = a Wan2.1-I2V "
         "diffusers folder with vae/, text_encoder/, tokenizer/, image_encoder/.",
     ]
     if offline:
@@ -180,12 +185,21 @@ def resolve_weights(
     (:data:`OFFICIAL_ENCODER_FILES`: T5 / CLIP / VAE ``.pth`` + ``google/umt5-xxl/``; nothing is
     downloaded; a local folder with only some of them is an error naming the missing ones), else
     from ``encoders`` (local folder or repo id of a Wan2.1-I2V diffusers pipeline). A Hub repo whose
-    cached snapshot already holds the official encoder files uses them too. From the Hub only the needed files are fetched
+    cached snapshot already holds the official encoder files uses them too. ``model`` may also be a
+    GGUF transformer file (a local ``.gguf`` path, or ``repo::file.gguf`` fetched alone); its encoders
+    come from its own folder (either kind) or from ``encoders``, which may then also be the official
+    folder. From the Hub only the needed files are fetched
     (``allow_patterns``; never the Wan transformer or the ``.pth`` files); files already in the cache
     are not fetched again. ``offline`` defaults to ``HF_HUB_OFFLINE``.
     """
     offline = is_offline(offline)
     common = dict(offline=offline, cache_dir=cache_dir, revision=revision, model=model, encoders=encoders)
+
+    # 0. A GGUF transformer file (local, or repo::file on the Hub): the encoders next to it, else `encoders`.
+    if is_gguf_path(model):
+        gguf_file = _resolve_gguf_file(**common)
+        return WeightsLocation(transformer_file=gguf_file,
+                               **_resolve_encoders(gguf_file.parent, True, official_encoders_arg=True, **common))
 
     # 1. The model folder (small files first when it is a repo: decide the layout before big downloads).
     model_path = Path(os.path.expanduser(str(model)))
@@ -228,11 +242,25 @@ def resolve_weights(
         )
 
     # 3. The encoders: the folder's own (diffusers format, or the official .pth files), else `encoders`.
+    return WeightsLocation(transformer_dir=transformer_dir, **_resolve_encoders(root, is_local, **common))
+
+
+def is_gguf_path(model) -> bool:
+    """True for a ``--model`` naming a GGUF file (``x.gguf`` or ``repo::x.gguf``)."""
+    return str(model).lower().endswith(".gguf")
+
+
+def _resolve_encoders(root: Path, is_local: bool, *, offline, cache_dir, revision, model, encoders,
+                      official_encoders_arg: bool = False) -> dict[str, Path]:
+    """``{"encoders_dir": ...}`` or ``{"official_encoders_dir": ...}``: ``root``'s own encoders, else
+    ``encoders`` (a Wan2.1-I2V diffusers folder / repo; with ``official_encoders_arg`` also a local
+    official folder holding the ``.pth`` encoders)."""
+    common = dict(offline=offline, cache_dir=cache_dir, revision=revision, model=model, encoders=encoders)
     if _has_encoders(root):
-        return WeightsLocation(transformer_dir=transformer_dir, encoders_dir=root)
+        return {"encoders_dir": root}
     missing_official = missing_official_encoder_files(root)
     if not missing_official:
-        return WeightsLocation(transformer_dir=transformer_dir, official_encoders_dir=root)
+        return {"official_encoders_dir": root}
     if is_local and len(missing_official) < len(OFFICIAL_ENCODER_FILES):
         # Some official encoder files but not all: an interrupted download, not a transformer-only folder.
         includes = " ".join(f"--include '{name}*'" if name.endswith("/") else f"--include '{name}'"
@@ -244,6 +272,9 @@ def resolve_weights(
         raise MissingWeightsError(missing_weights_message(model, encoders, f"{root} has no encoders and none were "
                                                           "given.", offline))
     encoders_path = Path(os.path.expanduser(str(encoders)))
+    if official_encoders_arg and encoders_path.is_dir() and not _has_encoders(encoders_path) \
+            and not missing_official_encoder_files(encoders_path):
+        return {"official_encoders_dir": encoders_path}
     if encoders_path.is_dir():
         encoders_dir = encoders_path
     elif encoders_path.is_absolute() or str(encoders).startswith((".", "~")) or str(encoders).count("/") != 1:
@@ -255,4 +286,27 @@ def resolve_weights(
             missing_weights_message(model, encoders, f"{encoders_dir} lacks vae/, text_encoder/, tokenizer/ or "
                                     "image_encoder/.", offline)
         )
-    return WeightsLocation(transformer_dir=transformer_dir, encoders_dir=encoders_dir)
+    return {"encoders_dir": encoders_dir}
+
+
+def _resolve_gguf_file(*, model, offline, cache_dir, revision, encoders) -> Path:
+    """A local ``.gguf`` path, or ``repo::file.gguf`` fetched once into the Hugging Face cache."""
+    model = str(model)
+    local = Path(os.path.expanduser(model))
+    if local.is_file():
+        return local
+    if "::" not in model:
+        raise MissingWeightsError(missing_weights_message(
+            model, encoders, f"no file {local} (a Hub file is written repo::file.gguf).", offline))
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    repo_id, filename = model.split("::", 1)
+    try:
+        return Path(hf_hub_download(repo_id, filename, local_files_only=offline, cache_dir=cache_dir,
+                                    revision=revision))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError) as error:
+        where = "in the local Hugging Face cache" if offline else "on the Hugging Face Hub"
+        raise MissingWeightsError(missing_weights_message(
+            model, encoders, f"{filename} of {repo_id} not found {where} ({type(error).__name__}). "
+            f"Download it once: hf download {repo_id} {filename}", offline)) from error

@@ -101,6 +101,8 @@ def _local_transformer_bytes(config: AppConfig) -> Optional[int]:
         location = resolve_weights(config.model, config.encoders or default_encoders(), offline=True)
     except MissingWeightsError:
         return None
+    if location.transformer_file is not None:
+        return location.transformer_file.stat().st_size
     folder = location.transformer_dir or Path(location.pipeline_dir) / "transformer"
     return sum(f.stat().st_size for f in Path(folder).glob("diffusion_pytorch_model*.safetensors"))
 
@@ -118,8 +120,8 @@ def check_runtime(config: AppConfig) -> None:
             what = f"its transformer weights are {size / 1024**3:.0f} GB" if size else "it is not downloaded"
             raise MissingWeightsError(
                 f"No CUDA GPU was found on this machine, and the model {config.model} cannot run on the CPU "
-                f"({what}). Run the app on a machine with an NVIDIA GPU (about 24 GB with the low_vram preset, "
-                "40+ GB for quality) or on a ZeroGPU Space. Preview poses works without a GPU. To try the "
+                f"({what}). Run the app on a machine with an NVIDIA GPU (12 GB with a GGUF file and the "
+                "small_gpu preset, 40+ GB for quality) or on a ZeroGPU Space. Preview poses works without a GPU. To try the "
                 "generation path on the CPU, start the app with a small model folder (--model).")
 
 

@@ -65,9 +65,10 @@ def reference_frames():
 
 
 def test_preset_names():
-    assert set(PRESETS) == {"quality", "balanced", "low_vram", "fast"}
+    assert set(PRESETS) == {"quality", "balanced", "low_vram", "fast", "small_gpu"}
     assert get_preset("low-vram") is PRESETS["low_vram"]
-    with pytest.raises(SteadyDancerInputError, match="quality, balanced, low_vram, fast"):
+    assert get_preset("small-gpu") is PRESETS["small_gpu"]
+    with pytest.raises(SteadyDancerInputError, match="quality, balanced, low_vram, fast, small_gpu"):
         get_preset("turbo")
 
 

@@ -325,10 +325,28 @@ class SteadyDancerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, 
     @classmethod
     def from_single_file(cls, pretrained_model_link_or_path, **kwargs):
         r"""Load one ``.safetensors`` file with official key names (an optional common prefix such as
-        ``model.diffusion_model.`` is stripped), as community bf16 / fp16 / fp8-scaled repacks ship it.
-        See :func:`steadydancer.models.loading.load_single_file`."""
+        ``model.diffusion_model.`` is stripped), as community bf16 / fp16 / fp8-scaled repacks ship it
+        (see :func:`steadydancer.models.loading.load_single_file`), or a community ``.gguf`` file
+        (architecture ``wan``, official names, quantized 2-D weights, the 5-D Conv3d weights appended),
+        whose linear weights stay packed and are dequantized per layer at compute time::
+
+            SteadyDancerTransformer3DModel.from_single_file(
+                "SteadyDancer-14B-Q4_K_M.gguf", quantization_config=GGUFQuantizationConfig(compute_dtype=torch.bfloat16)
+            )
+
+        (see :func:`steadydancer.models.gguf.load_gguf_file`)."""
+        from .gguf import is_gguf_path, load_gguf_file
         from .loading import load_single_file
 
+        if is_gguf_path(pretrained_model_link_or_path):
+            for ignored in ("low_cpu_mem_usage", "local_files_only"):
+                kwargs.pop(ignored, None)
+            if "dtype" in kwargs:
+                kwargs["torch_dtype"] = kwargs.pop("dtype")
+            return load_gguf_file(cls, pretrained_model_link_or_path, **kwargs)
+        if kwargs.get("quantization_config") is not None:
+            raise TypeError("quantization_config is only for .gguf files (a GGUFQuantizationConfig).")
+        kwargs.pop("quantization_config", None)
         return load_single_file(cls, pretrained_model_link_or_path, **kwargs)
 
     # ------------------------------------------------------------------------------------------ forward
