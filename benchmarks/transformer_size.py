@@ -9,8 +9,10 @@ diffusers' ``_keep_in_fp32_modules`` (modulation tables, time embedder, affine n
 (patch embeddings, pose modules, embedders and norms stay un-cast).
 
 ``--measure-load`` writes a mid-size model (same block layout, fewer/narrower layers) as an
-official single file (bf16, then float32) to a temporary folder, loads it with
-``torch_dtype=bfloat16`` in a fresh process, reads every weight once, and samples that process's
+official single file (bf16, then float32, then community-layout GGUF Q8_0 and Q4_0) to a temporary
+folder, loads it with ``torch_dtype=bfloat16`` (GGUF: ``GGUFQuantizationConfig(compute_dtype=
+bfloat16)``, linear weights kept packed) in a fresh process, reads every weight once (GGUF: each
+packed weight dequantized on its own, as a forward pass does), and samples that process's
 anonymous memory (``RssAnon``: tensors) and file-backed resident pages (``RssFile``: the safetensors
 mmap, reclaimable page cache; a same-dtype load keeps the weights there without a copy) every 5 ms.
 """
@@ -131,10 +133,21 @@ def _child_load(path: str) -> None:
     sampler = threading.Thread(target=_sample_memory, args=(stop, peaks), daemon=True)
     sampler.start()
     start = time.perf_counter()
-    model = SteadyDancerTransformer3DModel.from_single_file(path, torch_dtype=torch.bfloat16, config=json.loads(os.environ["SD_CONFIG"]))
-    seconds = time.perf_counter() - start
-    with torch.no_grad():  # touch every weight, as a forward pass would
-        checksum = sum(float(p.float().sum()) for p in model.parameters())
+    if path.endswith(".gguf"):
+        from diffusers import GGUFQuantizationConfig
+        from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
+
+        model = SteadyDancerTransformer3DModel.from_single_file(
+            path, quantization_config=GGUFQuantizationConfig(compute_dtype=torch.bfloat16),
+            config=json.loads(os.environ["SD_CONFIG"]))
+        seconds = time.perf_counter() - start
+        with torch.no_grad():  # touch every weight, dequantizing one at a time as a forward pass does
+            checksum = sum(float(dequantize_gguf_tensor(p).float().sum()) for p in model.parameters())
+    else:
+        model = SteadyDancerTransformer3DModel.from_single_file(path, torch_dtype=torch.bfloat16, config=json.loads(os.environ["SD_CONFIG"]))
+        seconds = time.perf_counter() - start
+        with torch.no_grad():  # touch every weight, as a forward pass would
+            checksum = sum(float(p.float().sum()) for p in model.parameters())
     time.sleep(0.05)
     stop.set()
     sampler.join()
@@ -152,12 +165,18 @@ def measure_load() -> None:
     largest = max(p.numel() for p in model.parameters())
     print(f"\nlow-memory load (torch_dtype=bfloat16) of a mid-size model {MID_CONFIG}, official names, one file;")
     print("RAM = peak over the post-import baseline, every weight read once after loading:")
-    for file_dtype in (torch.bfloat16, torch.float32):
+    for file_dtype in (torch.bfloat16, torch.float32, "Q8_0", "Q4_0"):
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "mid.safetensors")
-            weights = {f"model.diffusion_model.{k}": v.to(file_dtype).contiguous() for k, v in official_state_dict(model).items()}
-            save_file(weights, path)
-            del weights
+            if isinstance(file_dtype, str):  # a community-layout GGUF file
+                from tests.gguf_files import write_community_gguf
+
+                path = os.path.join(tmp, "mid.gguf")
+                write_community_gguf(model, path, file_dtype)
+            else:
+                path = os.path.join(tmp, "mid.safetensors")
+                weights = {f"model.diffusion_model.{k}": v.to(file_dtype).contiguous() for k, v in official_state_dict(model).items()}
+                save_file(weights, path)
+                del weights
             file_bytes = os.path.getsize(path)
             result = subprocess.run(
                 [sys.executable, __file__, "--_child-load", path], capture_output=True, text=True, check=True,
@@ -166,7 +185,8 @@ def measure_load() -> None:
         data = json.loads(result.stdout.strip().splitlines()[-1])
         anon = data["peaks"]["RssAnon"] - data["baseline"]["RssAnon"]
         size = data["model_bytes"]
-        print(f"  {str(file_dtype).replace('torch.', ''):>8} file {gib(file_bytes).strip():>10}: model {gib(size).strip()}, "
+        name = file_dtype if isinstance(file_dtype, str) else str(file_dtype).replace("torch.", "")
+        print(f"  {name:>8} file {gib(file_bytes).strip():>10}: model {gib(size).strip()}, "
               f"anonymous RAM {gib(anon).strip()} ({anon / size:.2f} x model), file-backed pages "
               f"{gib(data['peaks']['RssFile']).strip()} (mmap, page cache), load {data['seconds']:.1f} s")
     print(f"  (largest single tensor: {largest * 4 / 2**20:.0f} MiB in float32)")
