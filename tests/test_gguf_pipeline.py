@@ -9,7 +9,8 @@ import torch
 
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.generation import load_pipeline
-from steadydancer.pipeline import SteadyDancerPipeline, resolve_weights
+from steadydancer.pipeline import SteadyDancerPipeline
+from steadydancer.weights import resolve_weights
 from steadydancer.presets import apply_preset, is_gguf_transformer
 from tests.gguf_files import build_gguf_test_transformer, write_community_gguf
 from tests.test_cli_generate import run_cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steadydancer.generation import TransformerShape
+from steadydancer.costs import TransformerShape
 from steadydancer.memory_model import (
     GGUF_BITS_PER_WEIGHT,
     REAL_14B_PARAMS,
