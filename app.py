@@ -26,7 +26,8 @@ def parse_args(argv=None, config: AppConfig | None = None) -> tuple[argparse.Nam
                         help="address to listen on (0.0.0.0 for the local network)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public share link")
-    parser.add_argument("--model", default=None, help=f"model folder or Hugging Face repo id (default {config.model})")
+    parser.add_argument("--model", default=None, help=f"model folder, Hugging Face repo id or GGUF transformer file (x.gguf, repo::x.gguf; "
+                        f"default {config.model})")
     parser.add_argument("--encoders", default=None,
                         help="Wan2.1-I2V diffusers folder or repo id for the VAE / UMT5 / CLIP (when --model has none)")
     parser.add_argument("--offline", action="store_true", help="never download: local files / the HF cache only")

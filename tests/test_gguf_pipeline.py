@@ -100,24 +100,16 @@ def test_cli_generate_with_a_gguf_model(gguf_path, tmp_path, astronaut_path, per
     assert "Traceback" not in proc.stderr
 
 
-def test_app_loads_a_gguf_model_with_the_encoders_next_to_it(gguf_path, tmp_path):
-    """The app's --model takes a .gguf file; encoders found next to it (here: links to the tiny ones)."""
-    import dataclasses
-    import shutil
+def test_app_loads_a_gguf_model(gguf_path):
+    """The app's --model takes a .gguf file (encoders from --encoders), as the CLI does."""
+    from studio import AppConfig
+    from studio import runtime
 
-    import app
-
-    folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy(gguf_path, folder / gguf_path.name)
-    for name in ("vae", "text_encoder", "tokenizer", "image_encoder", "image_processor", "scheduler"):
-        (folder / name).symlink_to(shared_tiny_pipeline_path() / name, target_is_directory=True)
-    saved = dataclasses.replace(app.CONFIG)
+    config = AppConfig.from_env().replace(model=str(gguf_path), encoders=str(shared_tiny_pipeline_path()),
+                                          offline=True, device="cpu")
+    assert runtime._local_transformer_bytes(config) == gguf_path.stat().st_size
     try:
-        app.configure(model=str(folder / gguf_path.name), offline=True, device="cpu")
-        assert app._local_transformer_bytes() == gguf_path.stat().st_size
-        pipe = app.get_pipeline("small_gpu")
+        pipe = runtime.get_pipeline(config, "small_gpu")
         assert is_gguf_transformer(pipe.transformer) and pipe.config["preset"] == "small_gpu"
     finally:
-        app._PIPELINES.clear()
-        app.configure(model=saved.model, offline=saved.offline, device=saved.device or "")
+        runtime._PIPELINES.clear()
