@@ -43,15 +43,16 @@ import torch.nn as nn
 
 from .loading import (
     SteadyDancerCheckpointError,
-    _build_empty_model,
-    _describe_wrong_checkpoint,
-    _detect_naming,
-    _plan_sources,
-    _to_model_config,
+    build_empty_model,
     convert_official_key,
     convert_to_official_key,
+    describe_wrong_checkpoint,
+    detect_naming,
     infer_official_config,
     official_config_to_diffusers,
+    plan_sources,
+    read_config,
+    to_model_config,
 )
 
 __all__ = [
@@ -249,7 +250,7 @@ def load_gguf_file(
     file = read_gguf_file(path)
     _check_architecture(file)
     prefix = _tensor_prefix(file.tensors)
-    naming = _detect_naming({k: None for k in file.tensors}, prefix)
+    naming = detect_naming({k: None for k in file.tensors}, prefix)
     to_model_name = convert_official_key if naming == "official" else (lambda key: key)
 
     def rename(key: str) -> str | None:
@@ -263,7 +264,7 @@ def load_gguf_file(
             if official is not None:
                 official_shapes[official] = shape
     if not any(key.startswith(("condition_embedding_", "patch_embedding_fuse.")) for key in official_shapes):
-        raise SteadyDancerCheckpointError(f"{file.path.name}: " + _describe_wrong_checkpoint(list(file.tensors)))
+        raise SteadyDancerCheckpointError(f"{file.path.name}: " + describe_wrong_checkpoint(list(file.tensors)))
     _check_five_d(file, official_shapes)
     unsupported = sorted({t.name for _, t, _ in file.tensors.values()
                           if not _is_unquantized(t) and t not in SUPPORTED_GGUF_QUANT_TYPES})
@@ -275,16 +276,14 @@ def load_gguf_file(
 
     # 2. Config (argument > the file's own > inferred from the shapes), empty model, full plan check.
     if config is not None:
-        from .loading import _read_config
-
-        model_config = _to_model_config(_read_config(config))
+        model_config = to_model_config(read_config(config))
     elif file.config() is not None:
-        model_config = _to_model_config(file.config())
+        model_config = to_model_config(file.config())
     else:
         model_config = official_config_to_diffusers(infer_official_config(official_shapes))
-    model = _build_empty_model(cls, model_config)
+    model = build_empty_model(cls, model_config)
     headers = {key: (file.path, shape, None) for key, (_, _, shape) in file.tensors.items()}
-    plan = _plan_sources(headers, rename, model.state_dict(), file.path.name)
+    plan = plan_sources(headers, rename, model.state_dict(), file.path.name)
 
     # 3. The state dict: packed GGUFParameters for GGUFLinear weights, plain tensors for the rest.
     keep_in_fp32 = list(cls._keep_in_fp32_modules or [])

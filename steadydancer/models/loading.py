@@ -58,8 +58,11 @@ from ..errors import SteadyDancerInputError
 __all__ = [
     "OFFICIAL_CONFIG_DEFAULTS",
     "SteadyDancerCheckpointError",
+    "build_empty_model",
     "convert_official_key",
     "convert_to_official_key",
+    "describe_wrong_checkpoint",
+    "detect_naming",
     "diffusers_config_to_official",
     "find_checkpoint_files",
     "infer_official_config",
@@ -69,7 +72,10 @@ __all__ = [
     "load_single_file",
     "official_config_to_diffusers",
     "official_state_dict",
+    "plan_sources",
+    "read_config",
     "save_official_checkpoint",
+    "to_model_config",
 ]
 
 #: Constructor defaults of the official ``WanModel`` (``wan/modules/model_dancer.py``), used for any
@@ -302,7 +308,7 @@ def infer_official_config(shapes: dict[str, tuple[int, ...]], text_len: int = 51
     }
 
 
-def _read_config(config: dict | str | os.PathLike) -> dict:
+def read_config(config: dict | str | os.PathLike) -> dict:
     if isinstance(config, dict):
         return dict(config)
     path = Path(config)
@@ -314,7 +320,7 @@ def _read_config(config: dict | str | os.PathLike) -> dict:
         return json.load(handle)
 
 
-def _to_model_config(config: dict) -> dict:
+def to_model_config(config: dict) -> dict:
     # Either naming -> this class's constructor arguments.
     if is_official_config(config):
         return official_config_to_diffusers(config)
@@ -389,7 +395,7 @@ def _common_prefix(keys: Iterable[str]) -> str:
     return ""
 
 
-def _describe_wrong_checkpoint(keys: list[str]) -> str:
+def describe_wrong_checkpoint(keys: list[str]) -> str:
     if any(".lora_" in k or ".lora." in k or k.startswith("lora_") for k in keys):
         return "This looks like a LoRA, not transformer weights: load it with the pipeline's LoRA loader."
     if any(k.endswith(("head.modulation", "blocks.0.modulation", "blocks.0.scale_shift_table")) for k in keys):
@@ -405,7 +411,7 @@ def _format_keys(title: str, keys: list[str]) -> str:
     return f"{len(keys)} {title}: {listed}{more}"
 
 
-def _plan_sources(
+def plan_sources(
     headers: dict[str, tuple[Path, tuple[int, ...], torch.dtype | None]],
     rename: Callable[[str], str | None],
     expected: dict[str, torch.Tensor],
@@ -441,7 +447,7 @@ def _plan_sources(
             problems.append(_format_keys("shape mismatches", mismatched))
         hint = ""
         if not any(k.endswith("patch_embedding_fuse.weight") for k in headers):
-            hint = " " + _describe_wrong_checkpoint(list(headers))
+            hint = " " + describe_wrong_checkpoint(list(headers))
         raise SteadyDancerCheckpointError(
             f"{source_name} does not match the SteadyDancer transformer config. " + "; ".join(problems) + "." + hint
         )
@@ -468,7 +474,7 @@ def _dequantize(weight: torch.Tensor, scale: torch.Tensor, key: str) -> torch.Te
     )
 
 
-def _build_empty_model(cls, config: dict):
+def build_empty_model(cls, config: dict):
     from accelerate import init_empty_weights
 
     with init_empty_weights():  # parameters on the meta device; buffers (the RoPE table) real
@@ -506,9 +512,9 @@ def _load_into_empty_model(
     device = torch.device(device or "cpu")
 
     # 1. Empty model, and a plan checked against every header before reading any tensor.
-    model = _build_empty_model(cls, config)
+    model = build_empty_model(cls, config)
     expected = model.state_dict()
-    plan = _plan_sources(headers, rename, expected, source_name)
+    plan = plan_sources(headers, rename, expected, source_name)
     keep_in_fp32 = list(cls._keep_in_fp32_modules or [])
 
     # 2. Tensors one at a time, file by file: read, dequantise fp8, convert, assign.
@@ -549,11 +555,11 @@ def load_official_folder(
     """Load an official checkpoint folder (official ``config.json`` + one or more safetensors files
     with official key names) into ``cls``, low-memory. ``config`` overrides the folder's config."""
     folder = Path(folder)
-    raw_config = _read_config(config if config is not None else folder)
-    model_config = _to_model_config(raw_config)
+    raw_config = read_config(config if config is not None else folder)
+    model_config = to_model_config(raw_config)
     files = find_checkpoint_files(folder)
     headers = _read_headers(files)
-    naming = _detect_naming(headers)
+    naming = detect_naming(headers)
     rename = convert_official_key if naming == "official" else (lambda key: key)
     if naming == "official" and "img_emb.proj.0.weight" in headers:
         # The official class hard-codes the CLIP token width (1280); the weights tell the real one.
@@ -563,7 +569,7 @@ def load_official_folder(
     return model
 
 
-def _detect_naming(headers: dict, prefix: str = "") -> str:
+def detect_naming(headers: dict, prefix: str = "") -> str:
     keys = [key[len(prefix):] for key in headers if key.startswith(prefix)]
     if any(key.startswith("condition_embedder.") or ".attn1." in key for key in keys):
         return "diffusers"
@@ -601,14 +607,14 @@ def load_single_file(
 
     headers = _read_headers([path])
     prefix = _common_prefix(headers)
-    naming = _detect_naming(headers, prefix)
+    naming = detect_naming(headers, prefix)
     to_model_name = convert_official_key if naming == "official" else (lambda key: key)
 
     def rename(key: str) -> str | None:
         return to_model_name(key[len(prefix):]) if key.startswith(prefix) else None
 
     if config is not None:
-        model_config = _to_model_config(_read_config(config))
+        model_config = to_model_config(read_config(config))
     else:
         shapes = {}
         for key, (_, shape, _) in headers.items():
@@ -618,7 +624,7 @@ def load_single_file(
                 if official is not None:
                     shapes[official] = shape
         if "patch_embedding_fuse.weight" not in shapes:
-            raise SteadyDancerCheckpointError(f"{path.name}: " + _describe_wrong_checkpoint(list(headers)))
+            raise SteadyDancerCheckpointError(f"{path.name}: " + describe_wrong_checkpoint(list(headers)))
         model_config = official_config_to_diffusers(infer_official_config(shapes))
     model = _load_into_empty_model(cls, model_config, headers, rename, path.name, torch_dtype, device)
     model.register_to_config(_name_or_path=str(path))
@@ -630,7 +636,7 @@ def _resolve_hub_folder(repo_id: str, subfolder: str | None, hub_kwargs: dict) -
     from huggingface_hub import hf_hub_download, snapshot_download
 
     config_path = hf_hub_download(repo_id, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
-    config = _read_config(config_path)
+    config = read_config(config_path)
     if not is_official_config(config):
         return Path(config_path).parent, config
     pattern_root = f"{subfolder}/" if subfolder else ""
@@ -656,7 +662,7 @@ def load_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwa
         folder = local / subfolder if subfolder else local
         if not (folder / CONFIG_NAME).is_file():
             raise SteadyDancerCheckpointError(f"No {CONFIG_NAME} in {folder}: is this a transformer checkpoint folder?")
-        config = _read_config(folder)
+        config = read_config(folder)
     elif local.is_file():
         raise SteadyDancerCheckpointError(
             f"{local} is a file: use SteadyDancerTransformer3DModel.from_single_file() for single files."
