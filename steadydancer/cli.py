@@ -189,7 +189,7 @@ def _generate(args, run) -> int:
         attention = parallel.attention_backend_for(spec, args.attention)
         device = run.device
     # Fail before the (minutes-long) pose path when the weights or the GPU are not there.
-    check_model(args.model, device=device, offline=args.offline or None, encoders=args.encoders)
+    check_model(args.model, device=device, offline=args.offline or None, encoders=args.encoders, preset=preset)
     found = {}
 
     def pose_work():

@@ -77,10 +77,7 @@ def load_pipeline(
 
     preset_obj = get_preset(preset)
     device = device or _default_device()
-    if preset_obj.needs_gguf and not is_gguf_path(model or default_model()):
-        from .presets import SMALL_GPU_NEEDS_GGUF
-
-        raise SteadyDancerInputError(SMALL_GPU_NEEDS_GGUF)  # before loading tens of GB
+    _check_preset_weights(preset_obj, model or default_model())  # before loading tens of GB
     pipe = SteadyDancerPipeline.from_checkpoint(
         model or default_model(),
         encoders or default_encoders(),
@@ -99,16 +96,27 @@ def load_pipeline(
     )
 
 
+def _check_preset_weights(preset, model) -> None:
+    from .presets import SMALL_GPU_NEEDS_GGUF, get_preset
+
+    if get_preset(preset).needs_gguf and not is_gguf_path(model):
+        raise SteadyDancerInputError(SMALL_GPU_NEEDS_GGUF)
+
+
 def check_model(
     model: str | os.PathLike | None = None,
     device: str | None = None,
     offline: bool | None = None,
     *,
     encoders: str | os.PathLike | None = None,
+    preset: str | None = None,
 ) -> None:
     """Raise :class:`MissingWeightsError` now if generating cannot work: weights absent (offline, or
     a local folder that lacks files) or a CUDA device asked for where there is none. Online, weights
-    not yet downloaded are fine (loading downloads them); nothing big is fetched here."""
+    not yet downloaded are fine (loading downloads them); nothing big is fetched here. With
+    ``preset``, also a :class:`SteadyDancerInputError` when it needs a GGUF file and ``model`` is none."""
+    if preset is not None:
+        _check_preset_weights(preset, model or default_model())
     if device is not None and str(device).startswith("cuda") and not env_flag("SPACES_ZERO_GPU"):
         import torch  # ZeroGPU attaches the GPU inside the call: no CUDA before it
 

@@ -87,15 +87,18 @@ def test_presets_that_need_float_weights_refuse_a_gguf_transformer(gguf_path):
 
 
 @pytest.mark.slow
-def test_cli_generate_with_a_gguf_model(gguf_path, tmp_path, astronaut_path, person_clip):
+def test_cli_generate_with_a_gguf_model(gguf_path, tmp_path, astronaut_path, repo_root):
     out = tmp_path / "video.mp4"
-    proc = run_cli("generate", "--image", astronaut_path, "--video", person_clip, "--out", out,
+    poses = repo_root / "examples" / "dance_keyframes.poses.json"  # saved poses: no detector run
+    proc = run_cli("generate", "--image", astronaut_path, "--video", poses, "--out", out,
                    "--model", gguf_path, "--encoders", shared_tiny_pipeline_path(), "--preset", "small-gpu",
                    "--device", "cpu", "--offline", "--frames", 5, "--steps", 2, "--max-area", 32 * 32, "--seed", 1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.is_file()
-    proc = run_cli("generate", "--image", astronaut_path, "--video", person_clip, "--out", tmp_path / "v.mp4",
-                   "--model", shared_tiny_pipeline_path(), "--preset", "small-gpu", "--device", "cpu", "--offline")
+    # Without a GGUF file small_gpu is refused before the pose path (no pose file is even read).
+    proc = run_cli("generate", "--image", astronaut_path, "--video", tmp_path / "never-read.mp4", "--out",
+                   tmp_path / "v.mp4", "--model", shared_tiny_pipeline_path(), "--preset", "small-gpu",
+                   "--device", "cpu", "--offline")
     assert proc.returncode == 2 and "small_gpu preset runs a GGUF transformer file" in proc.stderr
     assert "Traceback" not in proc.stderr
 
