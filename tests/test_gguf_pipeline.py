@@ -116,3 +116,28 @@ def test_app_loads_a_gguf_model(gguf_path):
         assert is_gguf_transformer(pipe.transformer) and pipe.config["preset"] == "small_gpu"
     finally:
         runtime._PIPELINES.clear()
+
+
+def test_gguf_file_with_the_official_folders_encoders(tmp_path, monkeypatch):
+    """The encoders of a GGUF transformer may be the official folder's own .pth files: the folder the
+    file sits in, or --encoders."""
+    import shutil
+
+    from steadydancer.models import official_encoders as oe
+    from steadydancer.models.transformer_steadydancer import SteadyDancerTransformer3DModel
+    from tests.test_official_encoders import CKPT, TINY_CLIP_HEADS
+
+    official = tmp_path / "SteadyDancer-14B"
+    shutil.copytree(CKPT, official)
+    transformer = SteadyDancerTransformer3DModel.from_pretrained(str(official), torch_dtype=torch.float32)
+    separate = tmp_path / "gguf" / "SteadyDancer-Q8_0.gguf"
+    write_community_gguf(transformer, separate, "Q8_0")
+    location = resolve_weights(separate, official, offline=True)
+    assert location.transformer_file == separate and location.official_encoders_dir == official
+    inside = official / "SteadyDancer-Q8_0.gguf"
+    shutil.copy(separate, inside)
+    assert resolve_weights(inside, None, offline=True).official_encoders_dir == official
+
+    monkeypatch.setitem(oe.CLIP_HEADS_BY_WIDTH, 32, TINY_CLIP_HEADS)  # the tiny width, as the real 1280 -> 16
+    pipe = load_pipeline(separate, preset="small_gpu", device="cpu", offline=True, encoders=official)
+    assert is_gguf_transformer(pipe.transformer) and type(pipe.text_encoder).__name__ == "UMT5EncoderModel"

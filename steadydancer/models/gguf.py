@@ -281,6 +281,9 @@ def load_gguf_file(
         model_config = to_model_config(file.config())
     else:
         model_config = official_config_to_diffusers(infer_official_config(official_shapes))
+    if naming == "official" and "img_emb.proj.0.weight" in official_shapes:
+        # As for the official folder: the official class hard-codes the CLIP width (1280); the weights tell it.
+        model_config["image_dim"] = official_shapes["img_emb.proj.0.weight"][0]
     model = build_empty_model(cls, model_config)
     headers = {key: (file.path, shape, None) for key, (_, _, shape) in file.tensors.items()}
     plan = plan_sources(headers, rename, model.state_dict(), file.path.name)
