@@ -301,3 +301,36 @@ def test_pinned_diffusers_gguf_internals():
     # dequantize_gguf_tensor decodes through float16 (the tolerance of the forward tests rests on it).
     assert dequantize_gguf_tensor(state["packed.weight"]).dtype == torch.float16
     assert hasattr(GGUFLinear, "forward_native")
+
+
+def test_tensor_stored_in_rows_of_256_with_its_original_shape(original, tmp_path):
+    """ComfyUI-GGUF's converter may store a matrix as rows of 256 values with
+    ``comfy.gguf.orig_shape.<key>``: it loads in its real shape (dequantized at load: its packed rows are
+    not the layer's rows)."""
+    import gguf
+
+    from steadydancer.models.gguf import ORIG_SHAPE_PREFIX
+
+    full = tmp_path / "full.gguf"
+    write_community_gguf(original, full, "Q8_0")
+    reader = read_gguf_file(full)
+    key = "text_embedding.0.weight"  # [256, 16]: rows of 16 do not split into 32-value blocks
+    values = official_state_dict(original)[key].numpy()
+    writer = gguf.GGUFWriter(path=None, arch="wan")
+    writer.add_string("config", reader.metadata["config"])
+    for name, (data, qtype, _) in reader.tensors.items():
+        if name == key:
+            writer.add_array(ORIG_SHAPE_PREFIX + key, list(values.shape))
+            writer.add_tensor(key, gguf.quants.quantize(values.reshape(-1, 256), gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, np.asarray(data), raw_dtype=qtype)
+    path = tmp_path / "reshaped.gguf"
+    writer.write_header_to_file(path=str(path))
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    weight = load(path).condition_embedder.text_embedder.linear_1.weight
+    assert weight.shape == (256, 16) and weight.dtype == torch.float32
+    torch.testing.assert_close(weight, exact_weights(path)["condition_embedder.text_embedder.linear_1.weight"])
+    assert (weight - torch.from_numpy(values)).abs().max() < 0.01 * np.abs(values).max()

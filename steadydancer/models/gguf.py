@@ -109,11 +109,15 @@ class GGUFFile:
                 continue
         self.architecture = self.metadata.get("general.architecture")
         self.tensors: dict[str, tuple[np.ndarray, Any, tuple[int, ...]]] = {}
+        #: Tensors stored in another shape (rows of 256) with their original one in the metadata:
+        #: their packed rows are not the model's rows, so they are dequantized at load.
+        self.reshaped: set[str] = set()
         for tensor in reader.tensors:
             shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # GGUF stores ne[0] first
             original = self.metadata.get(ORIG_SHAPE_PREFIX + tensor.name)
             if original is not None:
                 shape = tuple(int(n) for n in original)
+                self.reshaped.add(tensor.name)
             self.tensors[tensor.name] = (tensor.data, tensor.tensor_type, shape)
         self._reader = reader  # keeps the mapping alive
 
@@ -296,7 +300,7 @@ def load_gguf_file(
         data, quant_type, shape = file.tensors[source.key]
         if _is_unquantized(quant_type):
             state_dict[name] = torch.from_numpy(data).reshape(shape)
-        elif name in packable and len(shape) == 2:
+        elif name in packable and len(shape) == 2 and source.key not in file.reshaped:
             state_dict[name] = GGUFParameter(torch.from_numpy(data), quant_type=quant_type)
         else:
             state_dict[name] = _dequantize_exact(data, quant_type, shape)
