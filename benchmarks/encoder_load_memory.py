@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from rss import sample_rss  # benchmarks/ is on sys.path when a script runs
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -123,14 +125,7 @@ def _official_vae_names(levels: int, res_blocks: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ child
-def _sample(stop: threading.Event, peaks: dict) -> None:
-    while not stop.is_set():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    key, value = line.split(":")
-                    peaks[key] = max(peaks.get(key, 0), int(value.split()[0]) * 1024)
-        time.sleep(0.005)
+_sample = sample_rss  # (benchmarks/rss.py)
 
 
 def _naive(component: str, path: Path, dtype: torch.dtype):

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from rss import sample_rss  # benchmarks/ is on sys.path when a script runs
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from steadydancer.memory_model import (  # noqa: E402
@@ -67,14 +69,7 @@ def print_tables(frames: int = 81, height: int = 480, width: int = 832) -> None:
 
 
 # ----------------------------------------------------------------------------------- measurement
-def _sample(stop: threading.Event, peaks: dict) -> None:
-    while not stop.is_set():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    key, value = line.split(":")
-                    peaks[key] = max(peaks.get(key, 0), int(value.split()[0]) * 1024)
-        time.sleep(0.005)
+_sample = sample_rss  # (benchmarks/rss.py)
 
 
 def _status() -> dict:

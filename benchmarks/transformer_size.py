@@ -30,6 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from rss import sample_rss  # benchmarks/ is on sys.path when a script runs
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -114,14 +116,7 @@ def report_14b() -> None:
 MID_CONFIG = dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=8, text_dim=4096)
 
 
-def _sample_memory(stop: threading.Event, peaks: dict) -> None:
-    while not stop.is_set():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    key, value = line.split(":")
-                    peaks[key] = max(peaks.get(key, 0), int(value.split()[0]) * 1024)
-        time.sleep(0.005)
+_sample_memory = sample_rss  # (benchmarks/rss.py)
 
 
 def _child_load(path: str) -> None:
