@@ -205,6 +205,13 @@ CONDITION_WINDOW_END = Range("condition_window_end", "Condition window end", 0.4
 SHIFT = Range("shift", "Shift", None, 1.0, 20.0, 0.5, help="flow shift (default 5.0; 3.0 at 480p)")
 SOLVER = Choice("solver", "Solver", "unipc", {s: s for s in SOLVERS})
 SEED = Range("seed", "Seed", 42, 0, 2**31 - 1, 1, integer=True)
+#: Which generator draws a seed's initial noise (steadydancer.noise): ``auto`` = the GPU's when generating
+#: on CUDA (the official noise of the seed), the CPU's otherwise.
+NOISE_DEVICE = Choice("noise_device", "Noise generator", "auto", {
+    "auto": "Auto (GPU on a GPU: the official noise)", "cuda": "GPU", "cpu": "CPU",
+}, aliases={"gpu": "cuda"},
+    help="generator of the initial noise: auto (default) = the GPU's when generating on CUDA, so a seed gives "
+         "the official noise; cuda; cpu = the same numbers on every machine")
 
 #: Speed / memory presets (``steadydancer.presets`` says how each holds the weights): value -> label.
 PRESET = Choice("preset", "Speed / memory", "quality", {
@@ -309,8 +316,28 @@ LEAD_IN_FRAMES = Range("lead_in_frames", "Lead-in frames", 0, 0, 1600, 1, intege
 #: The alignment modes (implemented in :mod:`steadydancer.pose.align`, which reads them from here).
 ALIGN_MODE = Choice("align_mode", "Alignment", "auto",
                     {"auto": "Auto", "official": "Official (MusePose)", "robust": "Robust"},
-                    help="auto (default: the official SteadyDancer/MusePose rule, robust where it fails), "
-                         "official, or robust")
+                    help="auto (default: the official SteadyDancer/MusePose rule, robust where its result is "
+                         "broken), official, or robust")
+#: How the driving clip's time maps to the video. ``realtime`` (the default: the dance keeps its speed
+#: and the clip's sound fits): resample to ``fps``; ``official``: every native frame, as the official
+#: preprocessing, the video played at 16 fps (a 30 fps clip at 16/30 = 0.53x speed). ``official``
+#: means ``fps=0``.
+FRAME_RATE = Choice("frame_rate", "Frame rate", "realtime", {
+    "realtime": f"Real time (resampled to {MODEL_FPS} fps)",
+    "official": f"Official (every native frame, played at {MODEL_FPS} fps)",
+}, aliases={"real-time": "realtime", "real_time": "realtime"},
+    help=f"realtime (default): the clip is resampled to {MODEL_FPS} fps and the video moves at the dancer's "
+         f"speed; official: every native frame is kept, as the official preprocessing, and the video plays at "
+         f"{MODEL_FPS} fps (a 30 fps clip comes out at 0.53x speed)")
+#: How the rendered pose frames reach the model (steadydancer.pose.conditioning): ``official`` = through
+#: the official pose video (H.264), JPEG frame dump and resize to the photo's size; ``clean`` = the render
+#: resized straight to the generation size.
+CONDITIONING = Choice("conditioning", "Pose conditioning", "official", {
+    "official": "Official (video + JPEG + resize, as trained)",
+    "clean": "Clean render",
+}, help="official (default): the pose frames go through the official pose video (H.264), JPEG frame dump "
+        "and resize to the photo's size, as the model saw them in training; clean: the render without those "
+        "compression steps")
 
 # =============================================================================================
 # Inputs

@@ -22,7 +22,8 @@ from PIL import Image
 
 from ..constants import DEFAULT_MAX_AREA, size_for_area
 from ..errors import SteadyDancerInputError
-from ..settings import ALIGN_MODE, ALIGNMENT_FRAME, FPS, LEAD_IN_FRAMES, REPAIR_DEFAULT, SMOOTH
+from ..settings import (ALIGN_MODE, ALIGNMENT_FRAME, CONDITIONING, FPS, FRAME_RATE, LEAD_IN_FRAMES,
+                        REPAIR_DEFAULT, SMOOTH)
 from .align import AlignmentInfo, align_sequence, lead_in
 from .augment import augment_sequence
 from .repair import RepairReport, repair_sequence, smooth_sequence
@@ -59,10 +60,16 @@ class PoseOptions:
     lead_in_frames: int = LEAD_IN_FRAMES.default  #: frames moving from the character's own pose to the first pose
     seed: int = 0  #: seed of the negative (augmented) condition
     draw_face: bool = False  #: the official conditions have no face; drawing it is optional
+    #: "official" (the official video + JPEG + resize chain, see pose/conditioning.py) or "clean"
+    conditioning: str = CONDITIONING.default
+    #: "realtime" (resample to ``fps``) or "official" (every native frame: ``fps`` becomes 0)
+    frame_rate: str = FRAME_RATE.default
 
     def __post_init__(self):
         """Checked once, against :mod:`steadydancer.settings` (a user error names the parameter)."""
-        self.fps = FPS.check(self.fps)
+        self.frame_rate = FRAME_RATE.check(self.frame_rate)
+        self.conditioning = CONDITIONING.check(self.conditioning)
+        self.fps = 0 if self.frame_rate == "official" else FPS.check(self.fps)
         if self.max_frames is not None and self.max_frames < 1:
             raise SteadyDancerInputError(f"max_frames must be at least 1, got {self.max_frames}")
         self.smooth = float(SMOOTH.check(self.smooth))
