@@ -206,8 +206,10 @@ def prepare_job(poses: "PosePathResult", *, max_area: int = DEFAULT_MAX_AREA, nu
 
 def run_job(pipe, job: GenerationJob, sampling: SamplingSettings | None = None, *, prompt: str = "",
             negative_prompt: str | None = None, seed: int = 0, progress: ProgressFn | None = None,
-            window_frames: int = WINDOW_FRAMES.default, window_overlap: int = WINDOW_OVERLAP.default) -> list[np.ndarray]:
-    """The GPU part of a job: the pipeline at exactly the job's size and length."""
+            window_frames: int = WINDOW_FRAMES.default, window_overlap: int = WINDOW_OVERLAP.default,
+            noise_device: str | None = None) -> list[np.ndarray]:
+    """The GPU part of a job: the pipeline at exactly the job's size and length (``noise_device``: see
+    :func:`generate_video`)."""
     sampling = sampling or SamplingSettings.resolve(pipeline_preset(pipe))
     return generate_video(
         pipe, job.reference_image, job.positive, job.negative, prompt=prompt, negative_prompt=negative_prompt,
@@ -215,7 +217,7 @@ def run_job(pipe, job: GenerationJob, sampling: SamplingSettings | None = None, 
         guidance_scale=sampling.guidance_scale, condition_guidance_scale=sampling.condition_guidance_scale,
         condition_window=sampling.condition_window, shift=sampling.shift, solver=sampling.solver, seed=seed,
         height=job.height, width=job.width, progress=progress, window_frames=window_frames,
-        window_overlap=window_overlap,
+        window_overlap=window_overlap, noise_device=noise_device,
     )
 
 
@@ -257,6 +259,7 @@ def generate_video(
     progress: ProgressFn | None = None,
     window_frames: int = WINDOW_FRAMES.default,
     window_overlap: int = WINDOW_OVERLAP.default,
+    noise_device: str | None = None,
 ) -> list[np.ndarray]:
     """Animate ``reference_image`` (PIL image or uint8 H x W x 3) with ``positive_frames`` (uint8
     H x W x 3 pose frames aligned to it; resized to the video size) and the negative pose frames
@@ -268,10 +271,11 @@ def generate_video(
     default the official size rule within ``max_area``. An empty ``negative_prompt`` means the official
     one. Longer than ``window_frames`` -> consecutive windows blended over ``window_overlap`` frames.
     ``progress(fraction, message)`` is called at each stage and step; an exception it raises (e.g.
-    cancel) stops the generation at that step.
+    cancel) stops the generation at that step. ``noise_device``: ``auto`` (default: the GPU's generator
+    when the pipeline runs on CUDA, which gives the official noise of ``seed``), ``cuda`` or ``cpu``
+    (see :mod:`steadydancer.noise`).
     """
-    import torch
-
+    from .noise import noise_generator
     from .plan import plan_windows
 
     report = progress or (lambda fraction, message: None)
@@ -297,7 +301,7 @@ def generate_video(
         return {}
 
     report(0.0, f"Encoding the inputs ({num_frames} frames)")
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    generator = noise_generator(seed, pipe._execution_device, noise_device)
     output = pipe(
         image=reference_image,
         pose_video=list(positive_frames[:num_frames]),
