@@ -63,7 +63,9 @@ def _add_range(group, setting, *aliases, default=None, help=None, **kwargs) -> N
 
 def _add_pose_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pose path")
-    _add_range(g, settings.FPS, default=settings.FPS.default, help=settings.FPS.help)
+    _add_range(g, settings.FPS, default=None, help=settings.FPS.help)
+    g.add_argument(_flag(settings.FRAME_RATE), dest="frame_rate", choices=tuple(settings.FRAME_RATE.choices),
+                   default=settings.FRAME_RATE.default, help=settings.FRAME_RATE.help)
     g.add_argument("--max-frames", type=int, default=None, help="read at most this many driving frames")
     _add_range(g, settings.SMOOTH, default=settings.SMOOTH.default)
     g.add_argument("--no-repair", action="store_true", help="do not repair corrupted frames")
@@ -80,8 +82,13 @@ def _add_pose_options(p: argparse.ArgumentParser) -> None:
 def _pose_options(args):
     from .pose.path import PoseOptions
 
+    if args.frame_rate == "official" and args.fps is not None:
+        raise SteadyDancerInputError(
+            "--frame-rate official keeps every native frame of the clip: do not give --fps with it.")
     return PoseOptions(
-        fps=args.fps, max_frames=args.max_frames, smooth=args.smooth, repair=not args.no_repair,
+        fps=settings.FPS.default if args.fps is None else args.fps, frame_rate=args.frame_rate,
+        conditioning=getattr(args, "conditioning", settings.CONDITIONING.default), max_frames=args.max_frames,
+        smooth=args.smooth, repair=not args.no_repair,
         align_mode=args.align_mode, alignment_frame=args.alignment_frame, lead_in_frames=args.lead_in_frames,
         seed=settings.SEED.check(args.seed), draw_face=args.draw_face,
     )
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention", default=None,
                    help="attention backend (diffusers' dispatcher: native, flash, _native_flash, sage, ...)")
     g.add_argument("--parallel", default=None, metavar="|".join(settings.PARALLEL_MODES), help=settings.PARALLEL_HELP)
+    g.add_argument(_flag(settings.NOISE_DEVICE), dest="noise_device", choices=tuple(settings.NOISE_DEVICE.choices),
+                   default=settings.NOISE_DEVICE.default, help=settings.NOISE_DEVICE.help)
+    g.add_argument(_flag(settings.CONDITIONING), dest="conditioning", choices=tuple(settings.CONDITIONING.choices),
+                   default=settings.CONDITIONING.default, help=settings.CONDITIONING.help)
     g.add_argument("--no-audio", action="store_true", help="do not copy the driving clip's audio")
     _add_pose_options(g)
     return parser
@@ -159,7 +170,7 @@ def run_generate(args) -> int:
 def _generate(args, run) -> int:
     """The generate command; ``run`` is this process's place in a ``--parallel`` torchrun launch
     (rank 0 runs the pose path, reports progress and writes the video; every rank denoises its share)."""
-    from .generation import check_model, load_pipeline, prepare_job, run_job, write_result
+    from .generation import check_model, frame_rate_note, load_pipeline, prepare_job, run_job, write_result
     from .pose.path import run_pose_path
 
     out = Path(args.out)
@@ -195,8 +206,10 @@ def _generate(args, run) -> int:
     def pose_work():
         found["poses"] = run_pose_path(args.image, args.video, _pose_options(args),
                                        progress=lambda f, m: progress(0.1 * f, m))
-        return prepare_job(found["poses"], max_area=max_area, num_frames=args.num_frames,
-                           split=spec.world_size if spec else 1)
+        job = prepare_job(found["poses"], max_area=max_area, num_frames=args.num_frames,
+                          split=spec.world_size if spec else 1)
+        progress(0.1, frame_rate_note(found["poses"]))
+        return job
 
     # With --parallel, rank 0 runs the pose path (the CPU-heavy detector) once and hands every rank the job.
     job = pose_work() if run is None else parallel.share_from_main(run, pose_work)
@@ -212,11 +225,12 @@ def _generate(args, run) -> int:
         progress(0.12, f"{spec.describe()} ({run.world_size} processes)")
     frames = run_job(pipe, job, sampling, prompt=args.prompt or settings.DEFAULT_PROMPT,
                      negative_prompt=args.negative_prompt, seed=args.seed,
-                     progress=lambda f, m: progress(0.15 + 0.85 * f, m))
+                     progress=lambda f, m: progress(0.15 + 0.85 * f, m), noise_device=args.noise_device)
     if not main_rank:
         return 0
     write_result(out, frames, job, found["poses"], audio=not args.no_audio)
-    progress.done(f"{len(frames)} frames written to {out}")
+    progress.done(f"{len(frames)} frames written to {out} at {job.fps:g} fps")
+    print(frame_rate_note(found["poses"]))
     return 0
 
 

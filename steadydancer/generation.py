@@ -161,6 +161,20 @@ def output_fps(options: "PoseOptions") -> float:
     return float(options.fps) if options.fps > 0 else float(MODEL_FPS)
 
 
+def frame_rate_note(poses: "PosePathResult") -> str:
+    """One line saying which frame-rate behaviour is used (``frame_rate``) and what it does to the
+    motion's speed (the result's rate over the rate the driving poses were read at)."""
+    out = output_fps(poses.options)
+    source = float(poses.driving.poses.fps)
+    speed = out / source if source > 0 else 1.0
+    pace = f"{speed:.2f}x speed" + (", slow motion" if speed < 0.99 else ", fast motion" if speed > 1.01 else "")
+    if poses.options.frame_rate == "official":
+        return f"Frame rate: official -- every native frame of the {source:g} fps clip, played at {out:g} fps ({pace})."
+    if poses.options.fps <= 0:
+        return f"Frame rate: every frame of the {source:g} fps clip, played at {out:g} fps ({pace})."
+    return f"Frame rate: real time -- the motion resampled to {out:g} fps ({pace})."
+
+
 def audio_source(poses: "PosePathResult") -> Path | None:
     """The driving clip whose sound fits the result, or ``None``: only when the video starts with the
     clip (no lead-in) and plays it in real time (not the source frames at 16 fps)."""
@@ -172,7 +186,9 @@ def audio_source(poses: "PosePathResult") -> Path | None:
 @dataclass(frozen=True)
 class GenerationJob:
     """What the GPU part needs, as plain data (ZeroGPU pickles it to its worker): the character, the
-    positive / negative condition frames already at ``width x height``, and the length."""
+    positive / negative condition frames (``conditioning="clean"``: already at ``width x height``;
+    ``"official"``: at the character photo's own size, as the official generator hands them to the
+    pipeline, which resizes them), the video size and the length."""
 
     reference_image: "Image.Image"
     positive: list
@@ -191,14 +207,16 @@ def prepare_job(poses: "PosePathResult", *, max_area: int = DEFAULT_MAX_AREA, nu
                 negative: bool = True, split: int = 1) -> GenerationJob:
     """Decide the length (``num_frames``: default the whole motion; clipped to it, rounded down to 4n+1)
     and the size (:func:`generation_size` of the photo; ``split``: GPUs sharing the sequence) once, and
-    render the conditions at exactly that size (only the frames that will be generated)."""
-    from .pose.path import render_conditions
+    make the conditions of only the frames that will be generated, as ``poses.options.conditioning`` says
+    (:mod:`steadydancer.pose.conditioning`: ``official`` = through the official video / JPEG / resize
+    chain, at the photo's size; ``clean`` = the render at exactly the generation size)."""
+    from .pose.conditioning import condition_videos
 
     count = frames_to_generate(num_frames, len(poses.aligned.positive))
     width, height = generation_size(poses.reference.image.size, max_area, split)
     aligned = dataclasses.replace(poses.aligned, positive=poses.aligned.positive[:count],
                                   negative=poses.aligned.negative[:count])
-    positive, negative_frames = render_conditions(poses.reference, aligned, poses.options, size=(width, height))
+    positive, negative_frames = condition_videos(poses.reference, aligned, poses.options, size=(width, height))
     return GenerationJob(reference_image=poses.reference.image, positive=positive,
                          negative=negative_frames if negative else None, width=width, height=height,
                          num_frames=count, fps=output_fps(poses.options))

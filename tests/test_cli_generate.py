@@ -55,3 +55,33 @@ def test_generate_without_weights_says_what_to_download(tmp_path, astronaut_path
 def test_generate_refuses_a_non_mp4_output(tmp_path, astronaut_path, person_clip):
     proc = run_cli("generate", "--image", astronaut_path, "--video", person_clip, "--out", tmp_path / "v.gif")
     assert proc.returncode == 2 and "must be an .mp4" in proc.stderr
+
+
+@pytest.mark.slow
+def test_generate_official_frame_rate_and_conditioning_options(tmp_path, astronaut_path):
+    """--frame-rate official keeps every native frame of a 30 fps clip and plays the video at 16 fps
+    (and says so); --conditioning and --noise-device reach the generation."""
+    from conftest import make_person_frames, write_clip
+
+    clip = write_clip(tmp_path / "clip30.mp4", make_person_frames(24), fps=30)
+    common = ["--image", astronaut_path, "--video", clip, "--model", shared_tiny_pipeline_path(), "--device", "cpu",
+              "--offline", "--frames", 9, "--steps", 1, "--max-area", 64 * 64, "--noise-device", "cpu"]
+    out = tmp_path / "official.mp4"
+    proc = run_cli("generate", "--out", out, "--frame-rate", "official", *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Frame rate: official -- every native frame of the 30 fps clip, played at 16 fps (0.53x speed" in proc.stdout
+    info = probe_video(out, count_frames=True)
+    assert info.num_frames == 9 and info.fps == pytest.approx(16) and not info.has_audio
+
+    out = tmp_path / "realtime.mp4"
+    proc = run_cli("generate", "--out", out, "--conditioning", "clean", *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Frame rate: real time -- the motion resampled to 16 fps (1.00x speed)" in proc.stdout
+
+
+def test_official_frame_rate_and_fps_are_exclusive(tmp_path, astronaut_path, capsys):
+    from steadydancer.cli import main
+
+    status = main(["pose", "--image", str(astronaut_path), "--video", "clip.mp4", "--out", str(tmp_path),
+                   "--frame-rate", "official", "--fps", "24"])
+    assert status == 2 and "do not give --fps" in capsys.readouterr().err

@@ -59,10 +59,10 @@ def test_cpu_path_is_the_seeded_cpu_generator():
 def test_gpu_noise_without_a_gpu_says_so():
     frames = [np.zeros((16, 16, 3), np.uint8)] * 5
     with pytest.raises(SteadyDancerInputError, match="needs a CUDA GPU"):
-        generate_video(RecordingPipe("cpu"), frames[0], frames, frames, steps=1, noise_device="cuda")
+        generate_video(RecordingPipe("cpu"), frames[0], frames, frames, num_inference_steps=1, noise_device="cuda")
     # Generating on CUDA asks for the CUDA generator by default (here: the same clear error).
     with pytest.raises(SteadyDancerInputError, match="needs a CUDA GPU"):
-        generate_video(RecordingPipe("cuda"), frames[0], frames, frames, steps=1)
+        generate_video(RecordingPipe("cuda"), frames[0], frames, frames, num_inference_steps=1)
     # ... unless the CPU generator is asked for.
     pipe = RecordingPipe("cuda")
     generate_video(pipe, frames[0], frames, frames, num_inference_steps=1, seed=5, noise_device="cpu")

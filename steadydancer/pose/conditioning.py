@@ -218,8 +218,10 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def condition_videos(reference, aligned, options=None, *, size: tuple[int, int] | None = None,
-                     conditioning: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The positive and negative pose frames handed to the pipeline.
+                     conditioning: str | None = None, num_frames: int | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The positive and negative pose frames handed to the pipeline (the first ``num_frames``
+    of them when given: only what will be generated is rendered and compressed).
 
     ``conditioning`` (default ``options.conditioning``):
 
@@ -233,6 +235,7 @@ def condition_videos(reference, aligned, options=None, *, size: tuple[int, int] 
     ``reference`` / ``aligned`` / ``options`` are the pose path's ``ReferencePose``,
     ``AlignedPoses`` and ``PoseOptions``.
     """
+    import dataclasses
     from concurrent.futures import ThreadPoolExecutor
 
     from .path import PoseOptions, render_conditions
@@ -240,6 +243,11 @@ def condition_videos(reference, aligned, options=None, *, size: tuple[int, int] 
 
     options = options or PoseOptions()
     mode = check_conditioning(conditioning or options.conditioning)
+    if num_frames is not None:
+        if int(num_frames) < 1:
+            raise SteadyDancerInputError(f"num_frames must be at least 1, got {num_frames}")
+        n = int(num_frames)
+        aligned = dataclasses.replace(aligned, positive=aligned.positive[:n], negative=aligned.negative[:n])
     if mode == "clean":
         return render_conditions(reference, aligned, options, size=size)
     canvas_w, canvas_h = official_canvas_size(*reference.image.size)  # from the photo's own size
