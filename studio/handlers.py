@@ -20,7 +20,7 @@ import numpy as np
 from steadydancer import settings
 from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
-from steadydancer.generation import audio_source, generation_size, prepare_job, write_result
+from steadydancer.generation import audio_source, frame_rate_note, generation_size, prepare_job, write_result
 from steadydancer.pose.path import PosePathResult, write_pose_outputs
 
 from . import runtime
@@ -94,6 +94,7 @@ def repair_summary(result: PosePathResult, source: DrivingSource, people: Option
     else:
         lines.append("**Repair:** nothing to repair — every frame looked consistent.")
     lines.append(f"**Smoothing:** {result.options.smooth:.2f}" + (" (off)" if result.options.smooth == 0 else ""))
+    lines.append(frame_rate_note(result).replace("Frame rate:", "**Frame rate:**", 1))
     info = result.aligned.info
     align = f"**Alignment:** {info.mode}"
     if getattr(info, "alignment_frames", None) is not None:
@@ -219,14 +220,15 @@ class Studio:
     @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors
     def preview_poses(self, image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
-                      lead_in_frames, session=None, progress=gr.Progress(), gr_request: gr.Request = None):
+                      lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default, progress=gr.Progress(),
+                      gr_request: gr.Request = None):
         """Run the pose path (CPU only) and show what the model will be conditioned on.
 
         Returns the side-by-side preview (driving | extracted | aligned over the character), the aligned
         pose video (the positive condition), a Markdown report of the repair and alignment, and the
         extracted poses (poses.json, reusable with any character). Stops at the next frame when the
         client disconnects or presses Cancel."""
-        options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+        options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames, frame_rate)
         image = resolve_image(image)
         source = resolve_driving(driving_video, motion)
         with self.held_session(session, gr_request) as held:
@@ -249,8 +251,8 @@ class Studio:
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def refresh_preview(self, image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                        alignment_frame, lead_in_frames, session=None, progress=gr.Progress(),
-                        gr_request: gr.Request = None):
+                        alignment_frame, lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default,
+                        progress=gr.Progress(), gr_request: gr.Request = None):
         """Re-run the preview after a pose control changed -- only once this clip was previewed, so a
         control never starts the detector on a clip by itself (a longer length may read more of it)."""
         direct = isinstance(session, PoseSession)
@@ -262,13 +264,15 @@ class Studio:
         try:
             source = resolve_driving(driving_video, motion)
             image = resolve_image(image)
-            options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+            options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames,
+                                   frame_rate)
         except SteadyDancerInputError:
             return skip  # the user is still filling the inputs; Preview will say what is missing
         if session.driving[0][0] != source.key or session.last_preview_key == self._preview_key(image, source, options):
             return skip
         return self.preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                                  alignment_frame, lead_in_frames, session if direct else None, progress, gr_request)
+                                  alignment_frame, lead_in_frames, session if direct else None,
+                                  frame_rate=frame_rate, progress=progress, gr_request=gr_request)
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def preview_example(self, image, driving_video, motion):
@@ -285,7 +289,9 @@ class Studio:
     def generate(self, image, driving_video, motion, prompt, negative_prompt, resolution, num_frames,
                  num_inference_steps, guidance_scale, condition_guidance_scale, condition_window_start,
                  condition_window_end, shift, seed, randomize_seed, preset, smooth, repair, align_mode,
-                 alignment_frame, lead_in_frames, session=None, progress=gr.Progress(), gr_request: gr.Request = None):
+                 alignment_frame, lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default,
+                 conditioning=settings.CONDITIONING.default, noise_device=settings.NOISE_DEVICE.default,
+                 progress=gr.Progress(), gr_request: gr.Request = None):
         """Animate the character with the driving motion.
 
         Returns the generated video, a side-by-side comparison (driving | pose | result), the seed used
@@ -293,10 +299,12 @@ class Studio:
         config = self.config
         request = generation_request(prompt, negative_prompt, resolution, num_frames, num_inference_steps,
                                      guidance_scale, condition_guidance_scale, condition_window_start,
-                                     condition_window_end, shift, seed, randomize_seed, preset, config.resolutions)
+                                     condition_window_end, shift, seed, randomize_seed, preset, config.resolutions,
+                                     noise_device)
         if config.zero_gpu:
             request = dataclasses.replace(request, preset=config.preset)
-        options = pose_options(request.num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames)
+        options = pose_options(request.num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames,
+                               frame_rate, conditioning)
         image = resolve_image(image)
         source = resolve_driving(driving_video, motion)
         runtime.check_runtime(config)  # before any work: say what is missing right away
@@ -345,7 +353,9 @@ class Studio:
         used = request.to_dict()
         used.update(width=int(frames[0].shape[1]), height=int(frames[0].shape[0]), model=config.model,
                     device=runtime.device_for(config), seconds=round(elapsed, 1),
-                    estimated_seconds=round(estimate, 1), motion=source.label, pose=dataclasses.asdict(options))
+                    estimated_seconds=round(estimate, 1), motion=source.label, pose=dataclasses.asdict(options),
+                    fps=job.fps, frame_rate_note=frame_rate_note(result),
+                    noise_device_used=runtime.noise_device_for(config, request.noise_device))
         return str(result_path), str(comparison_path), request.seed, used
 
     @event()

@@ -147,8 +147,10 @@ def valid_frames(num_frames) -> int:
     return nearest_valid_frame_count(APP_NUM_FRAMES.check(num_frames))
 
 
-def pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames) -> PoseOptions:
-    """PoseOptions from the UI / API values, with the driving frames the length needs."""
+def pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames, frame_rate=None,
+                 conditioning=None) -> PoseOptions:
+    """PoseOptions from the UI / API values, with the driving frames the length needs (``frame_rate``
+    official: that many native frames of the clip)."""
     num_frames = valid_frames(num_frames)
     lead_in = settings.LEAD_IN_FRAMES.with_limits(maximum=num_frames - 2).check(
         settings.LEAD_IN_FRAMES.default if lead_in_frames is None else lead_in_frames)
@@ -162,6 +164,8 @@ def pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_i
         align_mode=settings.ALIGN_MODE.check(align_mode),
         alignment_frame=None if frame < 0 else frame,
         lead_in_frames=lead_in,
+        frame_rate=settings.FRAME_RATE.check(frame_rate or settings.FRAME_RATE.default),
+        conditioning=settings.CONDITIONING.check(conditioning or settings.CONDITIONING.default),
     )
 
 
@@ -177,6 +181,7 @@ class GenerationRequest:
     sampling: settings.SamplingSettings
     seed: int
     preset: str
+    noise_device: str = settings.NOISE_DEVICE.default  #: generator of the initial noise (steadydancer.noise)
 
     @property
     def shift(self) -> float:
@@ -192,7 +197,8 @@ class GenerationRequest:
 
 def generation_request(prompt, negative_prompt, resolution, num_frames, num_inference_steps, guidance_scale,
                        condition_guidance_scale, condition_window_start, condition_window_end, shift, seed,
-                       randomize_seed, preset, resolutions: Mapping[str, tuple[int, float]]) -> GenerationRequest:
+                       randomize_seed, preset, resolutions: Mapping[str, tuple[int, float]],
+                       noise_device=None) -> GenerationRequest:
     """Validate the UI / API values (one message per mistake, naming the parameter)."""
     if resolution not in resolutions:
         raise SteadyDancerInputError(f"resolution must be one of {', '.join(resolutions)}, got {resolution!r}.")
@@ -214,4 +220,5 @@ def generation_request(prompt, negative_prompt, resolution, num_frames, num_infe
         negative_prompt=(negative_prompt or "").strip(),  # empty: the official negative prompt
         resolution=resolution, max_area=resolutions[resolution][0], num_frames=valid_frames(num_frames),
         sampling=sampling, seed=int(seed), preset=preset,
+        noise_device=settings.NOISE_DEVICE.check(noise_device or settings.NOISE_DEVICE.default),
     )

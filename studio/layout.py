@@ -164,7 +164,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     c["repair"] = gr.Checkbox(value=settings.REPAIR_DEFAULT, label="Repair corrupted frames",
                                               info="Swapped limbs, lost hands, single-frame glitches")
                     c["align_mode"] = radio(settings.ALIGN_MODE,
-                                            info="Auto = the official rule, robust where it would fail")
+                                            info="Auto = the official rule unless its result is broken")
                     with gr.Row():
                         c["alignment_frame"] = gr.Number(value=settings.ALIGNMENT_FRAME.default, precision=0,
                                                          minimum=settings.ALIGNMENT_FRAME.minimum,
@@ -173,6 +173,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                                         minimum=settings.LEAD_IN_FRAMES.minimum,
                                                         label=settings.LEAD_IN_FRAMES.label,
                                                         info="From the character's own pose")
+                    c["frame_rate"] = radio(settings.FRAME_RATE, elem_id="frame-rate",
+                                            info="Official: a 30 fps clip plays at 16/30 = 0.53x speed")
+                    c["conditioning"] = radio(settings.CONDITIONING, elem_id="conditioning",
+                                              info="Official: the pose frames pass through the official video, "
+                                                   "JPEG and resize steps, as the model was trained")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
                     with gr.Row():
                         c["resolution"] = gr.Radio(
@@ -198,6 +203,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         c["seed"] = gr.Number(value=settings.SEED.default, precision=0, minimum=settings.SEED.minimum,
                                               maximum=settings.SEED.maximum, label=settings.SEED.label)
                         c["randomize_seed"] = gr.Checkbox(value=True, label="Randomise seed")
+                    c["noise_device"] = radio(settings.NOISE_DEVICE, elem_id="noise-device",
+                                              info="CPU: the same numbers on every machine")
                 with gr.Row():
                     preview_btn = gr.Button("Preview poses", variant="secondary", elem_id="preview-btn")
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -257,7 +264,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # only -- .release / .input / .submit, not .change, so examples filling values do not fire).
         on([c["smooth"].release, c["num_frames"].release, c["repair"].input, c["align_mode"].input,
             c["alignment_frame"].submit, c["alignment_frame"].blur, c["lead_in_frames"].submit,
-            c["lead_in_frames"].blur], studio.refresh_preview, api_visibility="private",
+            c["lead_in_frames"].blur, c["frame_rate"].input], studio.refresh_preview, api_visibility="private",
            concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu", trigger_mode="always_last")
 
         gen_event = generate_btn.click(lambda: gr.Tabs(selected="result"), None, tabs, **private).then(

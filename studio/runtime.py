@@ -68,6 +68,13 @@ def device_for(config: AppConfig, slot: int | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def noise_device_for(config: AppConfig, noise_device: str) -> str:
+    """The device of the generator that draws the noise (the GPU's in auto mode on CUDA)."""
+    from steadydancer.noise import resolve_noise_device
+
+    return resolve_noise_device(noise_device, device_for(config))
+
+
 def get_pipeline(config: AppConfig, preset: str, slot: int = 0):
     """The pipeline of generation slot ``slot`` for (model, preset, device), loaded on first use and
     kept; another combination replaces it (one pipeline per slot in memory at a time). On ZeroGPU the
@@ -173,7 +180,8 @@ def run_generation(job: GenerationJob, request: GenerationRequest, config: AppCo
         bar(0.0, "Loading the model" if config.generation_slots == 1 else f"Loading the model ({device_for(config)})")
         pipe = get_pipeline(config, request.preset, slot)
         return run_job(pipe, job, request.sampling, prompt=request.prompt,
-                       negative_prompt=request.negative_prompt or None, seed=request.seed, progress=on_progress)
+                       negative_prompt=request.negative_prompt or None, seed=request.seed, progress=on_progress,
+                       noise_device=request.noise_device)
     finally:
         slots.put(slot)
 

@@ -275,11 +275,13 @@ GEN = dict(prompt="a person dancing", negative_prompt="", resolution="tiny", num
 
 def run_generate(app, image, video, session=None, progress=None, **changes):
     kw = {**GEN, **changes}
+    extra = {k: kw[k] for k in ("frame_rate", "conditioning", "noise_device") if k in kw}
     return app.generate(str(image), str(video), "", kw["prompt"], kw["negative_prompt"], kw["resolution"],
                         kw["num_frames"], kw["num_inference_steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
                         kw["condition_window_start"], kw["condition_window_end"], kw["shift"], kw["seed"],
                         kw["randomize_seed"], kw["preset"], kw["smooth"], kw["repair"], kw["align_mode"],
-                        kw["alignment_frame"], kw["lead_in_frames"], session or app.session(None), progress=progress)
+                        kw["alignment_frame"], kw["lead_in_frames"], session or app.session(None), progress=progress,
+                        **extra)
 
 
 def test_generate_without_weights_says_what_is_missing(app, astronaut_path, person_clip):
@@ -326,6 +328,32 @@ def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, pr
     assert not Path(video).exists() and np.array_equal(_first_frame(again[0]), first)
     randomised = run_generate(app, astronaut_path, person_clip, session, randomize_seed=True)
     assert randomised[3]["seed"] == randomised[2] and 0 <= randomised[2] <= settings.SEED.maximum
+
+
+def test_generate_frame_rate_conditioning_and_noise_options(app, astronaut_path, tmp_path, with_tiny_model):
+    """Official frame rate: every native frame of a 30 fps clip, the video at 16 fps, said in the
+    settings; the conditioning and noise generator reach the generation and the report."""
+    from conftest import make_person_frames, write_clip
+    from steadydancer.video import probe_video
+
+    clip = write_clip(tmp_path / "clip30.mp4", make_person_frames(12), fps=30)
+    session = app.session(None)
+    video, _, _, used, _ = run_generate(app, astronaut_path, clip, session, frame_rate="official",
+                                        conditioning="clean", noise_device="cpu")
+    info = probe_video(video, count_frames=True)
+    assert info.num_frames == 5 and info.fps == pytest.approx(16)
+    assert used["fps"] == 16 and used["pose"]["frame_rate"] == "official" and used["pose"]["fps"] == 0
+    assert "official -- every native frame of the 30 fps clip, played at 16 fps (0.53x speed" in used["frame_rate_note"]
+    assert used["pose"]["conditioning"] == "clean" and used["noise_device"] == "cpu"
+    assert used["noise_device_used"] == "cpu"
+    assert session.driving[2].poses.fps == pytest.approx(30)  # native frames were read
+
+    _, _, _, used, _ = run_generate(app, astronaut_path, clip, session)  # the defaults
+    assert used["pose"]["frame_rate"] == "realtime" and used["pose"]["conditioning"] == "official"
+    assert used["noise_device"] == "auto" and used["noise_device_used"] == "cpu"  # generating on the CPU
+    assert "real time" in used["frame_rate_note"]
+    with pytest.raises(gr.Error, match="noise_device .* must be one of"):
+        run_generate(app, astronaut_path, clip, session, noise_device="tpu")
 
 
 def _first_frame(path) -> np.ndarray:

@@ -87,9 +87,12 @@ def test_named_endpoints_are_documented(client):
     assert set(named) >= {"/preview_poses", "/generate"}
     params = [p["parameter_name"] for p in named["/preview_poses"]["parameters"]]
     assert params == ["image", "driving_video", "motion", "num_frames", "smooth", "repair", "align_mode",
-                      "alignment_frame", "lead_in_frames"]
+                      "alignment_frame", "lead_in_frames", "frame_rate"]
     gen_params = [p["parameter_name"] for p in named["/generate"]["parameters"]]
     assert gen_params[:3] == ["image", "driving_video", "motion"] and "seed" in gen_params
+    assert gen_params[-3:] == ["frame_rate", "conditioning", "noise_device"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in named["/generate"]["parameters"]}
+    assert (defaults["frame_rate"], defaults["conditioning"], defaults["noise_device"]) == ("realtime", "official", "auto")
     assert "session" not in params + gen_params  # state stays on the server
     # Helper events (estimate, refresh, tab switches) are not part of the public API.
     assert not any(name.startswith("/lambda") or "refresh" in name for name in named)
