@@ -14,10 +14,11 @@ Two modes share one implementation (the skeleton is data, walked in one loop):
     that is then never read, so there it is a no-op -- we do what it means).
 
 ``mode="auto"`` (the default)
-    The official alignment, unless it demonstrably fails on these inputs (see
-    :func:`official_failures`: the first frame is much worse than the best early frame, a body part
-    the dance uses cannot be measured in one of the two images, or a scale is an outlier); then
-    the robust one, with the reasons in ``AlignmentInfo.notes``. On clean input this *is* the
+    The official alignment, unless its *result* is demonstrably broken (see
+    :func:`official_failures`: points that come out non-finite, a measured limb scale more than 2x
+    off the others, points thrown far off the canvas); then the robust one, with the reasons in
+    ``AlignmentInfo.notes``. A group the official rule cannot measure (the legs of a half-body
+    photo) is not a failure by itself. Whenever the official result is usable this *is* the
     official result, as the design asks ("default behaviour = the official one").
 
 ``mode="robust"``
@@ -321,15 +322,7 @@ def _scales(reference: PoseFrame, reference_size: tuple[int, int], driving: Pose
     ref_conf = np.nan_to_num(reference.body[:, 2], nan=0.0).astype(np.float64)
 
     if mode == "official":
-        drv_xy = _to_height_units(driving.body[frames[0], :, :2], driving.aspect)
-        ref_len = measure_lengths(ref_xy)
-        drv_len = measure_lengths(drv_xy)
-        raw = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for group in MEASURES:
-                raw[group] = float(np.mean(ref_len[group][0] / drv_len[group][0]))
-        for group, parts in DERIVED.items():
-            raw[group] = float(np.mean([raw[p] for p in parts]))
+        raw = _official_ratios(reference, (ref_w, ref_h), driving, frames[0])
         scales = _official_fixups(raw)
         for group in SCALE_GROUPS:
             if not math.isfinite(raw[group]):
@@ -393,60 +386,74 @@ def _scales(reference: PoseFrame, reference_size: tuple[int, int], driving: Pose
     return {g: scales[g] for g in SCALE_GROUPS}, notes
 
 
-#: ``auto``: the official first frame is rejected when its score (see :func:`_frame_scores`) is
-#: below this fraction of the best early frame's.
-AUTO_FIRST_FRAME_SCORE = 0.75
-#: ``auto``: a group counts as used by the dance when its points are present in this fraction
-#: of the driving frames (an unmeasurable group nobody sees does no harm).
-AUTO_USED_FRACTION = 0.2
+#: ``auto``: a measured group scale this far from the median of the measured groups (the same
+#: bounds as robust mode's clamp: proportions vary by about +-20 % between people, so 2x is a
+#: measurement failure -- a foreshortened limb, a misdetection -- not anatomy) breaks the result.
+AUTO_SCALE_BOUNDS = RELATIVE_SCALE_BOUNDS
+#: ``auto``: the result is broken when more than this fraction of its present body and hand points
+#: lie more than :data:`CANVAS_MARGIN` (half a canvas) outside the frame.
+AUTO_OFF_CANVAS_FRACTION = 0.05
+
+
+def _official_ratios(reference: PoseFrame, reference_size: tuple[int, int], driving: PoseSequence,
+                     frame: int) -> dict[str, float]:
+    """The official rule's raw group ratios (mean over the sides of reference / driving length,
+    on driving ``frame``), before its NaN -> 1 / inf -> mean fix-ups."""
+    ref_w, ref_h = _check_size(reference_size)
+    ref_len = measure_lengths(_to_height_units(reference.body[:, :2], ref_w / ref_h))
+    drv_len = measure_lengths(_to_height_units(driving.body[frame, :, :2], driving.aspect))
+    raw = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for group in MEASURES:
+            raw[group] = float(np.mean(ref_len[group][0] / drv_len[group][0]))
+    for group, parts in DERIVED.items():
+        raw[group] = float(np.mean([raw[p] for p in parts]))
+    return raw
 
 
 def official_failures(reference: PoseFrame, reference_size: tuple[int, int], driving: PoseSequence,
-                      frame: int = 0) -> list[str]:
-    """Why the official alignment (scales and translation from driving ``frame``) would go wrong
-    on these inputs; ``[]`` when it is fine.
+                      frame: int = 0, result: tuple[PoseSequence, AlignmentInfo] | None = None) -> list[str]:
+    """Why the official alignment's result (scales and translation from driving ``frame``) is
+    demonstrably broken; ``[]`` when it is usable. Judged on the official result itself (pass it
+    as ``result`` when it is already computed):
 
-    * the frame is much worse than the best of the first 48 (a missed limb, a jump, low confidence);
-    * it has no neck (the translation would come from elsewhere);
-    * a scale group whose points the dance shows cannot be measured in the reference or in that
-      frame (the official sets it to 1, so e.g. the legs of a half-body photo keep the dancer's
-      size in image units while the rest of the body is rescaled);
-    * a measured scale is more than 2x away from the median of the groups (a foreshortened limb or
-      a misdetection, not anatomy: proportions vary by about +-20 % between people).
+    * points present in the dance that come out non-finite (or a non-finite / non-positive scale);
+    * a *measured* group scale more than 2x away from the median of the measured groups (see
+      :data:`AUTO_SCALE_BOUNDS`). A group the official rule could not measure (it sets it to 1 --
+      the legs of a half-body photo, a limb hidden in the alignment frame) is not a failure by
+      itself: the official code handles that case every day;
+    * more than 5 % of the present body and hand points thrown more than half a canvas outside
+      the frame (see :data:`AUTO_OFF_CANVAS_FRACTION`).
     """
+    if result is None:
+        result = align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
+    aligned, info = result
     reasons: list[str] = []
-    n = len(driving)
-    window = np.arange(min(48, n))
-    scores = _frame_scores(driving, window)
-    best = int(window[np.argmax(scores)])
-    if scores.max() > 0 and scores[frame] < AUTO_FIRST_FRAME_SCORE * scores.max():
-        reasons.append(f"driving frame {frame} scores {scores[frame]:.2f} against {scores.max():.2f} "
-                       f"for frame {best} (missing or implausible limbs)")
-    drv_xy = _to_height_units(driving.body[..., :2], driving.aspect)
-    if not np.isfinite(_virtual_neck(drv_xy[frame:frame + 1])).all():
-        reasons.append(f"driving frame {frame} has no neck")
 
-    ref_w, ref_h = _check_size(reference_size)
-    ref_len = measure_lengths(_to_height_units(reference.body[:, :2], ref_w / ref_h))
-    drv_len = measure_lengths(drv_xy[frame])
-    seen = present(driving.body).mean(axis=0)  # how often each point is present in the dance
-    ratios = {}  # per side: the official averages left and right, so one spoilt side hides
-    for group, measures in MEASURES.items():
-        moved = [bone.child for bone in BODY_BONES if bone.group == group]  # what this scale moves
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = ref_len[group][0] / drv_len[group][0]
-        if np.isfinite(ratio).all() and (ratio > 0).all():
-            ratios.update({(group, side): float(r) for side, r in enumerate(ratio)})
-        elif max(seen[p] for p in moved) >= AUTO_USED_FRACTION:
-            where = "reference" if not np.isfinite(ref_len[group][0]).all() else f"driving frame {frame}"
-            reasons.append(f"{group} cannot be measured in the {where}")
-    if ratios:
-        median = float(np.median(list(ratios.values())))
-        lo, hi = RELATIVE_SCALE_BOUNDS
-        for (group, side), value in ratios.items():
+    lost = sum(int((present(getattr(driving, part)) & ~present(getattr(aligned, part))).sum())
+               for part in ("body", "hands", "face"))
+    if lost:
+        reasons.append(f"{lost} points of the dance come out non-finite")
+    bad = [g for g, v in info.scales.items() if not (math.isfinite(v) and v > 0)]
+    if bad:
+        reasons.append(f"non-finite or non-positive scales: {', '.join(bad)}")
+
+    raw = _official_ratios(reference, reference_size, driving, frame)
+    measured = {g: info.scales[g] for g in MEASURES if math.isfinite(raw[g]) and raw[g] > 0}
+    if measured:
+        median = float(np.median(list(measured.values())))
+        lo, hi = AUTO_SCALE_BOUNDS
+        for group, value in measured.items():
             if not lo * median <= value <= hi * median:
-                label = group if len(MEASURES[group]) == 1 else f"{group} ({('right', 'left')[side]})"
-                reasons.append(f"{label} scale {value:.3g} is an outlier (median {median:.3g})")
+                reasons.append(f"{group} scale {value:.3g} is far off the others (median {median:.3g})")
+
+    points = np.concatenate([aligned.body[..., :2].reshape(-1, 2), aligned.hands[..., :2].reshape(-1, 2)])
+    ok = np.isfinite(points).all(axis=-1)
+    if ok.any():
+        far = ((points[ok] < -CANVAS_MARGIN) | (points[ok] > 1 + CANVAS_MARGIN)).any(axis=-1)
+        if far.mean() > AUTO_OFF_CANVAS_FRACTION:
+            reasons.append(f"{100 * far.mean():.1f} % of the points land more than {CANVAS_MARGIN:g} canvas "
+                           "outside the frame")
     return reasons
 
 
@@ -664,20 +671,19 @@ def align_sequence(driving: PoseSequence, reference: PoseFrame, reference_size: 
 
 def _align_auto(driving: PoseSequence, reference: PoseFrame, reference_size: tuple[int, int],
                 alignment_frame: int | None) -> tuple[PoseSequence, AlignmentInfo]:
-    """The official alignment where it works, the robust one where it fails (reasons noted)."""
+    """The official alignment unless its result is demonstrably broken (reasons noted); then robust."""
     frame = 0 if alignment_frame is None else int(alignment_frame)
     if not 0 <= frame < len(driving):
         raise SteadyDancerInputError(f"Alignment frame {frame} is outside the driving clip (0..{len(driving) - 1}).")
-    if not reference.has_person or not driving.frames_with_person().any():
-        return align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
-    reasons = official_failures(reference, reference_size, driving, frame)
+    official = align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
+    reasons = official_failures(reference, reference_size, driving, frame, result=official)
     if not reasons:
-        aligned, info = align_sequence(driving, reference, reference_size, mode="official", alignment_frame=frame)
-        info.notes.insert(0, "auto: the official alignment fits these inputs")
+        aligned, info = official
+        info.notes.insert(0, "auto: the official alignment's result is sound, kept")
     else:
         aligned, info = align_sequence(driving, reference, reference_size, mode="robust",
                                        alignment_frame=alignment_frame)
-        info.notes[:0] = ["auto: the official alignment would fail, robust used: " + "; ".join(reasons)]
+        info.notes[:0] = ["auto: the official alignment's result is broken, robust used: " + "; ".join(reasons)]
     aligned.meta["alignment"] = info.to_dict()
     return aligned, info
 
