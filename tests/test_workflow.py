@@ -1,5 +1,7 @@
 """The one workflow (steadydancer.generation): the length and the size are decided once, the
-conditions are rendered at exactly the size the pipeline generates, on the official canvas."""
+conditions are rendered on the official canvas and handed over as ``conditioning`` says: through
+the official chain at the photo's own size (the default), or clean at exactly the size the pipeline
+generates."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _poses(image_size, frames=5, options=None) -> PosePathResult:
 
 
 @pytest.mark.parametrize("max_area", [832 * 480, DEFAULT_MAX_AREA])
-def test_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(max_area, monkeypatch):
+def test_clean_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(max_area, monkeypatch):
     import steadydancer.pose.render as render
 
     canvases = []
@@ -50,7 +52,7 @@ def test_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(m
         frame, w, h, **kw))
     for size in SIZES:
         canvases.clear()
-        job = prepare_job(_poses(size, frames=6), max_area=max_area)
+        job = prepare_job(_poses(size, frames=6, options=PoseOptions(conditioning="clean")), max_area=max_area)
         # The size the pipeline generates for this photo (its own rule, on the photo's own pixels).
         width, height = size_for_area(size[0], size[1], max_area)
         assert (job.width, job.height) == (width, height) == generation_size(size, max_area)
@@ -60,6 +62,24 @@ def test_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(m
         # The official canvas: twice the official working size of the photo itself.
         official = size_for_area(size[0], size[1], DEFAULT_MAX_AREA)
         assert set(canvases) == {(2 * official[0], 2 * official[1])} == {official_canvas_size(*size)}, size
+
+
+def test_official_conditions_come_at_the_photo_size_from_the_official_canvas(monkeypatch):
+    import steadydancer.pose.render as render
+
+    canvases = []
+    original = render.render_pose
+    monkeypatch.setattr(render, "render_pose", lambda frame, w, h, **kw: canvases.append((w, h)) or original(
+        frame, w, h, **kw))
+    assert PoseOptions().conditioning == "official"
+    for size in [(400, 582), (864, 1184), (1920, 1080)]:
+        canvases.clear()
+        job = prepare_job(_poses(size, frames=6), max_area=832 * 480)
+        assert (job.width, job.height) == generation_size(size, 832 * 480) and job.num_frames == 5
+        assert len(job.positive) == len(job.negative) == 5
+        # As the official generator: the pose frames at the photo's own size (the pipeline resizes them).
+        assert all(f.shape == (size[1], size[0], 3) for f in job.positive + job.negative), size
+        assert set(canvases) == {official_canvas_size(*size)}, size
 
 
 def test_the_canvas_is_not_rounded_twice():
