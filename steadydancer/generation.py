@@ -2,7 +2,7 @@
 
     poses = run_pose_path(image, video, options)               # CPU (steadydancer.pose.path)
     job   = prepare_job(poses, max_area=..., num_frames=...)   # length and size decided once, conditions
-                                                               # rendered at exactly the generation size
+                                                               # made as options.conditioning says
     pipe  = load_pipeline(model, preset, device)               # weights -> memory layout of the preset
     frames = run_job(pipe, job, sampling, prompt=..., seed=...)
     write_result(path, frames, job)                            # H.264 at the motion's rate (+ audio rule)
