@@ -5,15 +5,15 @@
 
 1. **Model input, official vs clean.** The character photo (``--image``) and the driving clip of
    the media folder go through the pose path (auto alignment, 16 fps). The positive condition is
-   then made both ways and brought to the generation size (1024x576 area) as the pipeline does:
+   then made both ways, as the product hands it to the pipeline, and brought to the generation size
+   (1024x576 area) as the pipeline does (torch bicubic without antialiasing, the official resize):
 
-   * clean    -- the render on the official canvas, Pillow bicubic to the generation size;
+   * clean    -- the render on the official canvas, Pillow bicubic to the photo's own size;
    * official -- the render through H.264 (moviepy's libx264 settings), JPEG (cv2.imwrite
-     defaults), Pillow bicubic to the photo's original size, then torch bicubic without
-     antialiasing to the generation size (the official generator's resize).
+     defaults), then Pillow bicubic to the photo's own size.
 
    Both in [-1, 1] (x / 127.5 - 1, as the pipeline). *Limb pixels* are the pixels the clean
-   render at generation size lights (max channel >= 32 of 255). Reported: the mean absolute
+   model input lights (max channel >= 32 of 255). Reported: the mean absolute
    difference over the limb pixels (all three channels), and the mean HSV saturation of the limb
    pixels in each (relative change = official / clean - 1).
 
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
           f"generation size {gen[0]}x{gen[1]}")
 
     t0 = time.perf_counter()
-    clean, _ = condition_videos(result.reference, result.aligned, options, conditioning="clean", size=gen)
+    clean, _ = condition_videos(result.reference, result.aligned, options, conditioning="clean")
     t1 = time.perf_counter()
     official, _ = condition_videos(result.reference, result.aligned, options, conditioning="official")
     t2 = time.perf_counter()
@@ -92,10 +92,10 @@ def main(argv=None) -> int:
 
     clean_in = to_model_input(clean, gen).numpy()
     official_in = to_model_input(official, gen).numpy()
-    lit = np.stack(clean).max(axis=-1) >= LIT  # [F, H, W]
+    to_u8 = lambda x: np.clip(np.round((x.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)  # noqa: E731
+    lit = to_u8(clean_in).max(axis=-1) >= LIT  # [F, H, W]
     lit_t = lit[:, None].repeat(3, axis=1)
     diff = np.abs(official_in - clean_in)[lit_t]
-    to_u8 = lambda x: np.clip(np.round((x.transpose(0, 2, 3, 1) + 1) * 127.5), 0, 255).astype(np.uint8)  # noqa: E731
     sat_clean = saturation(to_u8(clean_in))[lit].mean()
     sat_official = saturation(to_u8(official_in))[lit].mean()
     print("\n1. model input at the generation size, limb pixels "

@@ -2,7 +2,8 @@
 
     poses = run_pose_path(image, video, options)               # CPU (steadydancer.pose.path)
     job   = prepare_job(poses, max_area=..., num_frames=...)   # length and size decided once, conditions
-                                                               # made as options.conditioning says
+                                                               # made as options.conditioning says,
+                                                               # at the photo's size (the official hand-over)
     pipe  = load_pipeline(model, preset, device)               # weights -> memory layout of the preset
     frames = run_job(pipe, job, sampling, prompt=..., seed=...)
     write_result(path, frames, job)                            # H.264 at the motion's rate (+ audio rule)
@@ -186,9 +187,9 @@ def audio_source(poses: "PosePathResult") -> Path | None:
 @dataclass(frozen=True)
 class GenerationJob:
     """What the GPU part needs, as plain data (ZeroGPU pickles it to its worker): the character, the
-    positive / negative condition frames (``conditioning="clean"``: already at ``width x height``;
-    ``"official"``: at the character photo's own size, as the official generator hands them to the
-    pipeline, which resizes them), the video size and the length."""
+    positive / negative condition frames (at the character photo's own size -- or the official canvas
+    for a photo larger than it -- as the official generator hands them over; the pipeline resizes them
+    to ``width x height``), the video size and the length."""
 
     reference_image: "Image.Image"
     positive: list
@@ -208,15 +209,17 @@ def prepare_job(poses: "PosePathResult", *, max_area: int = DEFAULT_MAX_AREA, nu
     """Decide the length (``num_frames``: default the whole motion; clipped to it, rounded down to 4n+1)
     and the size (:func:`generation_size` of the photo; ``split``: GPUs sharing the sequence) once, and
     make the conditions of only the frames that will be generated, as ``poses.options.conditioning`` says
-    (:mod:`steadydancer.pose.conditioning`: ``official`` = through the official video / JPEG / resize
-    chain, at the photo's size; ``clean`` = the render at exactly the generation size)."""
+    (:mod:`steadydancer.pose.conditioning`: ``official`` = through the official video / JPEG chain,
+    ``clean`` = without it), handed over as the official generator hands them to its model code: at the
+    photo's own size (:func:`~steadydancer.pose.conditioning.handover_size`); the pipeline resizes them to
+    the video size."""
     from .pose.conditioning import condition_videos
 
     count = frames_to_generate(num_frames, len(poses.aligned.positive))
     width, height = generation_size(poses.reference.image.size, max_area, split)
     aligned = dataclasses.replace(poses.aligned, positive=poses.aligned.positive[:count],
                                   negative=poses.aligned.negative[:count])
-    positive, negative_frames = condition_videos(poses.reference, aligned, poses.options, size=(width, height))
+    positive, negative_frames = condition_videos(poses.reference, aligned, poses.options)
     return GenerationJob(reference_image=poses.reference.image, positive=positive,
                          negative=negative_frames if negative else None, width=width, height=height,
                          num_frames=count, fps=output_fps(poses.options))

@@ -109,9 +109,10 @@ def test_condition_videos_official_by_default_clean_unchanged(pose_result):
     pos, neg = cond.condition_videos(reference, aligned, options, size=(32, 32))  # size: ignored
     ref_w, ref_h = reference.image.size
     assert len(pos) == len(neg) == len(aligned.positive)
+    assert cond.handover_size(reference) == (ref_w, ref_h)  # a photo smaller than the canvas
     assert pos[0].shape == (ref_h, ref_w, 3)  # the reference photo's own size, as official
-    clean_at_ref = cond.condition_videos(reference, aligned, options, conditioning="clean",
-                                         size=(ref_w, ref_h))[0]
+    clean_at_ref = cond.condition_videos(reference, aligned, options, conditioning="clean")[0]
+    assert clean_at_ref[0].shape == (ref_h, ref_w, 3)  # handed over like the official frames
     lit = np.stack(clean_at_ref).max(axis=-1) > 40
     diff = np.abs(np.stack(pos).astype(int) - np.stack(clean_at_ref).astype(int))[lit]
     assert diff.mean() > 2  # the compression chain shows on the limbs
@@ -124,3 +125,36 @@ def test_conditioning_option_is_checked():
     with pytest.raises(SteadyDancerInputError, match="conditioning"):
         cond.check_conditioning("raw")
     assert PoseOptions(conditioning="clean").conditioning == "clean"
+
+
+def test_a_photo_larger_than_the_canvas_hands_over_canvas_frames_with_the_same_pixels():
+    """For a big photo the frames stay at the canvas size; the pipeline's own first resize (Pillow
+    bicubic to the photo's size, as the official generator) then gives the same pixels as the chain
+    run to the photo's size."""
+    from types import SimpleNamespace
+
+    from steadydancer.pose.render import official_canvas_size
+
+    big = SimpleNamespace(image=SimpleNamespace(size=(4000, 3000)))
+    canvas = official_canvas_size(4000, 3000)
+    assert cond.handover_size(big) == canvas and canvas[0] * canvas[1] < 4000 * 3000
+    frames = limb_frames(3, size=(96, 64))
+    at_photo = list(cond.official_chain(frames, 16, (150, 100)))
+    at_canvas = list(cond.official_chain(frames, 16, (96, 64)))
+    for a, b in zip(at_photo, at_canvas):
+        np.testing.assert_array_equal(a, cond.resize_to_reference(b, (150, 100)))
+
+
+def test_the_pipeline_makes_the_official_first_resize_itself():
+    """Pins what handover_size relies on: the pipeline (default resize_antialias=False) resizes pose
+    frames of another size to the photo's size with exactly resize_to_reference, and leaves frames
+    already at that size alone."""
+    import torch
+
+    from steadydancer.pipeline import _Frames, _image_to_tensor
+
+    frames = limb_frames(2, size=(96, 64))
+    video = _Frames(frames, "pose_video")
+    torch.testing.assert_close(video.frame(1, (100, 150)),
+                               _image_to_tensor(cond.resize_to_reference(frames[1], (150, 100))), rtol=0, atol=0)
+    torch.testing.assert_close(video.frame(1, (64, 96)), _image_to_tensor(frames[1]), rtol=0, atol=0)

@@ -1,9 +1,11 @@
 """The one workflow (steadydancer.generation): the length and the size are decided once, the
-conditions are rendered on the official canvas and handed over as ``conditioning`` says: through
-the official chain at the photo's own size (the default), or clean at exactly the size the pipeline
-generates."""
+conditions are rendered on the official canvas, passed through the official compression chain or not
+(``conditioning``), and handed over at the photo's own size as the official generator does (the
+pipeline resizes them to the size it generates)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 from steadydancer.constants import DEFAULT_MAX_AREA, MODEL_FPS, size_for_area
 from steadydancer.generation import audio_source, generation_size, output_fps, prepare_job
 from steadydancer.pose.align import AlignmentInfo
+from steadydancer.pose.conditioning import handover_size
 from steadydancer.pose.path import AlignedPoses, CleanedPoses, DrivingPoses, PoseOptions, PosePathResult, ReferencePose
 from steadydancer.pose.render import official_canvas_size
 from steadydancer.pose.repair import RepairReport
@@ -43,7 +46,7 @@ def _poses(image_size, frames=5, options=None) -> PosePathResult:
 
 
 @pytest.mark.parametrize("max_area", [832 * 480, DEFAULT_MAX_AREA])
-def test_clean_conditions_are_rendered_at_the_generation_size_on_the_official_canvas(max_area, monkeypatch):
+def test_clean_conditions_come_at_the_photo_size_from_the_official_canvas(max_area, monkeypatch):
     import steadydancer.pose.render as render
 
     canvases = []
@@ -58,7 +61,12 @@ def test_clean_conditions_are_rendered_at_the_generation_size_on_the_official_ca
         assert (job.width, job.height) == (width, height) == generation_size(size, max_area)
         assert job.num_frames == 5  # 6 frames -> 4n+1, decided once
         assert len(job.positive) == len(job.negative) == 5
-        assert all(f.shape == (height, width, 3) for f in job.positive + job.negative), size
+        # Handed over at the photo's size (the official generator's first resize), or at the canvas
+        # size for a photo larger than the canvas (the pipeline then makes the same resize).
+        hand_w, hand_h = handover_size(SimpleNamespace(image=SimpleNamespace(size=size)))
+        big = size[0] * size[1] > official_canvas_size(*size)[0] * official_canvas_size(*size)[1]
+        assert (hand_w, hand_h) == (official_canvas_size(*size) if big else size), size
+        assert all(f.shape == (hand_h, hand_w, 3) for f in job.positive + job.negative), size
         # The official canvas: twice the official working size of the photo itself.
         official = size_for_area(size[0], size[1], DEFAULT_MAX_AREA)
         assert set(canvases) == {(2 * official[0], 2 * official[1])} == {official_canvas_size(*size)}, size

@@ -217,22 +217,42 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def handover_size(reference) -> tuple[int, int]:
+    """(W, H) at which the condition frames are handed to the pipeline.
+
+    The official generator resizes every pose frame (Pillow bicubic) to the reference photo's own
+    size before its torch resize to the generation size; the pipeline does that first resize itself
+    for frames of any other size (``SteadyDancerPipeline``, ``resize_antialias=False``, the default).
+    So the frames are handed over at the photo's size -- the pipeline then has nothing to redo --
+    unless the photo is larger than the official canvas: then at the canvas size, and the pipeline
+    makes the same Pillow resize (same pixels), so a 12-megapixel photo does not make every pose
+    frame 12 megapixels in memory."""
+    from .render import official_canvas_size
+
+    photo = tuple(int(v) for v in reference.image.size)
+    canvas = official_canvas_size(*photo)
+    return photo if photo[0] * photo[1] <= canvas[0] * canvas[1] else canvas
+
+
 def condition_videos(reference, aligned, options=None, *, size: tuple[int, int] | None = None,
                      conditioning: str | None = None, num_frames: int | None = None
                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The positive and negative pose frames handed to the pipeline (the first ``num_frames``
-    of them when given: only what will be generated is rendered and compressed).
+    of them when given: only what will be generated is rendered and compressed), both drawn on the
+    official canvas (twice the working size of the photo).
 
     ``conditioning`` (default ``options.conditioning``):
 
-    * ``"official"`` -- rendered on the official canvas and passed through :func:`official_chain`
-      at the pose sequence's frame rate; the frames come out at the reference photo's own size
-      (``reference.image.size``), and ``size`` is ignored: the pipeline resizes them to the
-      generation size as the official generator does.
-    * ``"clean"`` -- :func:`steadydancer.pose.path.render_conditions`: the render resized
-      (Pillow bicubic) to ``size`` (default: the working size).
+    * ``"official"`` -- through :func:`official_chain` at the pose sequence's frame rate (H.264,
+      JPEG), then Pillow bicubic to :func:`handover_size` (the photo's own size, as the official
+      generator); ``size`` is ignored.
+    * ``"clean"`` -- the render without the compression steps
+      (:func:`steadydancer.pose.path.render_conditions`), Pillow bicubic to ``size`` (default
+      :func:`handover_size`: the same hand-over as the official frames, so the two modes differ
+      only by the compression).
 
-    ``reference`` / ``aligned`` / ``options`` are the pose path's ``ReferencePose``,
+    The pipeline resizes the frames to the generation size (torch bicubic, as the official
+    generator). ``reference`` / ``aligned`` / ``options`` are the pose path's ``ReferencePose``,
     ``AlignedPoses`` and ``PoseOptions``.
     """
     import dataclasses
@@ -248,10 +268,10 @@ def condition_videos(reference, aligned, options=None, *, size: tuple[int, int] 
             raise SteadyDancerInputError(f"num_frames must be at least 1, got {num_frames}")
         n = int(num_frames)
         aligned = dataclasses.replace(aligned, positive=aligned.positive[:n], negative=aligned.negative[:n])
+    target = handover_size(reference)
     if mode == "clean":
-        return render_conditions(reference, aligned, options, size=size)
+        return render_conditions(reference, aligned, options, size=tuple(size) if size is not None else target)
     canvas_w, canvas_h = official_canvas_size(*reference.image.size)  # from the photo's own size
-    target = reference.image.size
 
     def run(seq):
         rendered = render_sequence(seq, canvas_w, canvas_h, draw_face=options.draw_face)
