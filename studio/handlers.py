@@ -220,7 +220,7 @@ class Studio:
     @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors
     def preview_poses(self, image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,
-                      lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default, progress=gr.Progress(),
+                      lead_in_frames, frame_rate=settings.FRAME_RATE.default, session=None, progress=gr.Progress(),
                       gr_request: gr.Request = None):
         """Run the pose path (CPU only) and show what the model will be conditioned on.
 
@@ -251,7 +251,7 @@ class Studio:
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def refresh_preview(self, image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                        alignment_frame, lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default,
+                        alignment_frame, lead_in_frames, frame_rate=settings.FRAME_RATE.default, session=None,
                         progress=gr.Progress(), gr_request: gr.Request = None):
         """Re-run the preview after a pose control changed -- only once this clip was previewed, so a
         control never starts the detector on a clip by itself (a longer length may read more of it)."""
@@ -271,8 +271,8 @@ class Studio:
         if session.driving[0][0] != source.key or session.last_preview_key == self._preview_key(image, source, options):
             return skip
         return self.preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                                  alignment_frame, lead_in_frames, session if direct else None,
-                                  frame_rate=frame_rate, progress=progress, gr_request=gr_request)
+                                  alignment_frame, lead_in_frames, frame_rate, session=session if direct else None,
+                                  progress=progress, gr_request=gr_request)
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def preview_example(self, image, driving_video, motion):
@@ -280,7 +280,7 @@ class Studio:
         outputs = self.preview_poses(image, driving_video, motion, settings.NUM_FRAMES.default,
                                      settings.SMOOTH.default, settings.REPAIR_DEFAULT, settings.ALIGN_MODE.default,
                                      settings.ALIGNMENT_FRAME.default, settings.LEAD_IN_FRAMES.default,
-                                     PoseSession.create(self.config.tmp_root), progress=None)
+                                     session=PoseSession.create(self.config.tmp_root), progress=None)
         return outputs[:4]  # its folder goes with the sweep, once Gradio has cached the outputs
 
     # -- generation ------------------------------------------------------------------------------
@@ -289,8 +289,8 @@ class Studio:
     def generate(self, image, driving_video, motion, prompt, negative_prompt, resolution, num_frames,
                  num_inference_steps, guidance_scale, condition_guidance_scale, condition_window_start,
                  condition_window_end, shift, seed, randomize_seed, preset, smooth, repair, align_mode,
-                 alignment_frame, lead_in_frames, session=None, frame_rate=settings.FRAME_RATE.default,
-                 conditioning=settings.CONDITIONING.default, noise_device=settings.NOISE_DEVICE.default,
+                 alignment_frame, lead_in_frames, frame_rate=settings.FRAME_RATE.default,
+                 conditioning=settings.CONDITIONING.default, noise_device=settings.NOISE_DEVICE.default, session=None,
                  progress=gr.Progress(), gr_request: gr.Request = None):
         """Animate the character with the driving motion.
 

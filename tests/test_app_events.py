@@ -53,7 +53,7 @@ def preview(app, image, video, session=None, **changes):
     kwargs = {**POSE, **changes}
     return app.preview_poses(str(image), str(video) if video else None, kwargs["motion"], kwargs["num_frames"],
                              kwargs["smooth"], kwargs["repair"], kwargs["align_mode"], kwargs["alignment_frame"],
-                             kwargs["lead_in_frames"], session or app.session(None), progress=None)
+                             kwargs["lead_in_frames"], session=session or app.session(None), progress=None)
 
 
 @pytest.fixture(scope="module")
@@ -124,20 +124,21 @@ def test_controls_rerun_only_the_stages_they_affect(app, astronaut_path, person_
 
 
 def test_refresh_runs_only_after_a_preview_and_for_the_same_inputs(app, astronaut_path, person_clip, previewed):
-    fresh = app.refresh_preview(str(astronaut_path), str(person_clip), *list(POSE.values()), None, progress=None)
+    fresh = app.refresh_preview(str(astronaut_path), str(person_clip), *list(POSE.values()), session=None,
+                                progress=None)
     assert all(isinstance(v, type(gr.skip())) for v in fresh)  # no preview yet: a slider never extracts
 
     session = previewed[-1]
     extracted = session.runs["extract"]
-    out = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session,
+    out = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
                               progress=None)
     assert Path(out[0]).is_file() and session.runs["extract"] == extracted
-    again = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session,
+    again = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
                                 progress=None)
     assert all(isinstance(v, type(gr.skip())) for v in again)  # nothing changed: nothing to do
 
     other = app.refresh_preview(str(astronaut_path), str(REPO_ROOT / "missing.mp4"), "", 17, 0.1, True, "robust",
-                                -1, 0, session, progress=None)
+                                -1, 0, session=session, progress=None)
     assert all(isinstance(v, type(gr.skip())) for v in other)  # another clip waits for Preview
 
 
@@ -280,8 +281,8 @@ def run_generate(app, image, video, session=None, progress=None, **changes):
                         kw["num_frames"], kw["num_inference_steps"], kw["guidance_scale"], kw["condition_guidance_scale"],
                         kw["condition_window_start"], kw["condition_window_end"], kw["shift"], kw["seed"],
                         kw["randomize_seed"], kw["preset"], kw["smooth"], kw["repair"], kw["align_mode"],
-                        kw["alignment_frame"], kw["lead_in_frames"], session or app.session(None), progress=progress,
-                        **extra)
+                        kw["alignment_frame"], kw["lead_in_frames"], session=session or app.session(None),
+                        progress=progress, **extra)
 
 
 def test_generate_without_weights_says_what_is_missing(app, astronaut_path, person_clip):

@@ -154,8 +154,10 @@ def test_event_inputs_are_the_handler_parameters(demo):
         if fn.api_name not in ("preview_poses", "generate"):
             continue
         handler = getattr(Studio, fn.api_name)
-        params = [p for p in inspect.signature(handler).parameters if p not in NOT_INPUTS]
-        assert params[-1] == "lead_in_frames"
+        signature = [p for p in inspect.signature(handler).parameters if p != "self"]
+        params = [p for p in signature if p not in NOT_INPUTS]
+        assert signature[:len(params)] == params  # Gradio passes the inputs positionally: they come first
+        assert params[-1] == {"preview_poses": "frame_rate", "generate": "noise_device"}[fn.api_name]
         names = {id(c): n for n, c in demo.components_by_name.items()}
         assert [names[id(block)] for block in fn.inputs] == params
         assert [names[id(block)] for block in fn.outputs] == list(handler.outputs)
