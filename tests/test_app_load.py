@@ -323,7 +323,7 @@ def _raw_preview(server, session_hash: str, image: Path) -> dict:
     """/preview_poses of the project motion over plain HTTP (join, then read the result stream)."""
     import httpx
 
-    payload = {"data": [_upload(server, image), None, "dance_keyframes", 17, 0.3, True, "auto", -1, 0],
+    payload = {"data": [_upload(server, image), None, "dance_keyframes", 17, 0.3, True, "auto", -1, 0, "realtime"],
                "fn_index": _fn_index(server, "preview_poses"), "session_hash": session_hash, "event_data": None,
                "trigger_id": None}
     assert httpx.post(server.url + "gradio_api/queue/join", json=payload, timeout=10).status_code == 200
@@ -343,7 +343,7 @@ def test_a_disconnected_preview_stops_and_its_files_go(server, astronaut_path, l
     assert server.wait_for_dirs(0, timeout=IDLE_SECONDS + 5)
     session_hash = "load-test-disconnect"
     payload = {"data": [_upload(server, astronaut_path), _upload(server, long_clip),
-                        "", 161, 0.3, True, "auto", -1, 0],
+                        "", 161, 0.3, True, "auto", -1, 0, "realtime"],
                "fn_index": _fn_index(server, "preview_poses"), "session_hash": session_hash, "event_data": None,
                "trigger_id": None}
     r = httpx.post(server.url + "gradio_api/queue/join", json=payload, timeout=10)
