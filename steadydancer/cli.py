@@ -19,9 +19,10 @@ from .errors import MissingWeightsError, SteadyDancerInputError
 class _Progress:
     """Progress on stderr: one updating line on a terminal, a line per stage otherwise."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        # sys.stderr at call time, not at import (a test runner may have swapped and closed it since).
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
         self.last_message = None
         self.start = time.time()
 
