@@ -23,6 +23,16 @@ Writing (:func:`write_video`)
     **cropped** by one pixel on the right/bottom (a 1-pixel loss is invisible; padding would add
     a visible black line). An audio track can be copied from another file (AAC, cut to the video
     length, starting at ``audio_start``); a source without audio is skipped silently.
+
+    :class:`VideoWriter` is the same encoder as an object: frames go to ffmpeg as they are made
+    (``write`` per frame), so encoding runs concurrently with whatever produces them. When the
+    frame count is known up front (``num_frames``) the audio is muxed in the same ffmpeg run.
+
+Encoder settings (:class:`EncodeSettings`)
+    Two named profiles, so that what people look at and what a model may consume never share a
+    knob: :data:`MASTER_ENCODING` (x264 ``medium``, CRF 18: generated videos and the pose
+    condition files, the default of :func:`write_video`) and :data:`DISPLAY_ENCODING` (previews
+    of flat-colour skeletons on black, chosen by ``benchmarks/display_encoding.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -57,6 +67,7 @@ PROBE_TIMEOUT = 60.0
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
 )
+X264_TUNES = ("film", "animation", "grain", "stillimage", "fastdecode", "zerolatency")
 
 
 def ffmpeg_exe() -> str:
@@ -560,6 +571,202 @@ def _run_ffmpeg(cmd: list[str], what: str) -> None:
         raise RuntimeError(f"ffmpeg failed while {what}: {' | '.join(tail)}")
 
 
+@dataclass(frozen=True)
+class EncodeSettings:
+    """libx264 settings of one kind of output video (always H.264, yuv420p, BT.709, faststart).
+
+    ``preset`` and ``crf`` are x264's; ``tune`` an x264 tune (``None``: none); ``keyint`` the
+    longest distance between keyframes in frames (``None``: x264's default, 250), which sets how
+    finely a browser can seek.
+    """
+
+    preset: str = "medium"
+    crf: int = 18
+    tune: Optional[str] = None
+    keyint: Optional[int] = None
+
+    def __post_init__(self):
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"preset must be one of {X264_PRESETS}, got {self.preset!r}")
+        if not 0 <= int(self.crf) <= 51:
+            raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        if self.tune is not None and self.tune not in X264_TUNES:
+            raise ValueError(f"tune must be one of {X264_TUNES} or None, got {self.tune!r}")
+        if self.keyint is not None and int(self.keyint) < 1:
+            raise ValueError(f"keyint must be >= 1, got {self.keyint}")
+
+    def ffmpeg_args(self) -> list[str]:
+        args = ["-c:v", "libx264", "-preset", self.preset, "-crf", str(int(self.crf))]
+        if self.tune:
+            args += ["-tune", self.tune]
+        if self.keyint:
+            args += ["-g", str(int(self.keyint))]
+        return args
+
+
+#: Generated videos and the pose *condition* files (what a model may read back): x264's defaults
+#: at a visually lossless CRF. Nothing about previews may change these.
+MASTER_ENCODING = EncodeSettings(preset="medium", crf=18)
+#: Videos only people look at (pose previews, the pose video shown in the app): flat-colour
+#: skeletons on black. Chosen with ``benchmarks/display_encoding.py`` (README "The pose
+#: preview"): on such frames ``superfast`` takes about half the encoder CPU of ``medium`` at the
+#: same PSNR (the 4:2:0 chroma loss dominates every preset) for about twice the bytes (1-2
+#: Mbit/s); ``ultrafast`` saves a little more CPU but triples the bytes a browser must fetch;
+#: ``tune animation`` and shorter keyframe intervals only cost bytes here.
+DISPLAY_ENCODING = EncodeSettings(preset="superfast", crf=18)
+
+
+class VideoWriter:
+    """An H.264 mp4 written frame by frame: RGB frames (H, W, 3) uint8 of one size are piped to
+    ffmpeg as they come, so the encoder works while the caller makes the next frame.
+
+    ``with VideoWriter(path, fps) as w: w.write(frame) ...`` -- leaving the block normally
+    finishes the file (and raises if ffmpeg failed); an exception inside it removes the file.
+    Odd sides are cropped by one pixel (right/bottom). ``audio_from``: that file's first audio
+    track from ``audio_start`` seconds, as AAC cut to the video's length -- muxed in the same
+    ffmpeg run when ``num_frames`` says how long the video will be, else in a second, copying
+    pass; a file without audio is ignored. The ffmpeg process starts with the first frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, settings: EncodeSettings = MASTER_ENCODING,
+                 audio_from: str | os.PathLike | None = None, audio_start: float = 0.0,
+                 num_frames: int | None = None):
+        if not (fps > 0 and math.isfinite(fps)):
+            raise ValueError(f"fps must be positive, got {fps}")
+        if num_frames is not None and num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = float(fps)
+        self.settings = settings
+        self.audio_start = max(0.0, float(audio_start))
+        self.num_frames = num_frames
+        self.audio_from = None
+        if audio_from is not None:
+            try:
+                has_audio = probe_video(audio_from).has_audio
+            except SteadyDancerInputError:
+                has_audio = _has_audio_stream(Path(audio_from))
+            self.audio_from = Path(audio_from).resolve() if has_audio else None
+        # Audio in the same run needs the length up front; otherwise a second pass adds it.
+        self._mux_now = self.audio_from is not None and num_frames is not None
+        self._target = (self.path if self.audio_from is None or self._mux_now
+                        else self.path.with_name(f".{self.path.stem}.video.tmp.mp4"))
+        self._proc: subprocess.Popen | None = None
+        self._errfile = None
+        self._size: tuple[int, int] | None = None  # (h, w) of the input frames
+        self.count = 0
+        self._closed = False
+
+    def _start(self, h: int, w: int) -> None:
+        out_w, out_h = max(2, w - w % 2), max(2, h - h % 2)
+        vf = []
+        if (out_w, out_h) != (w, h):
+            # 1-pixel sides (never in practice) are padded since there is nothing to crop.
+            if w < 2 or h < 2:
+                vf.append(f"pad={max(w, 2)}:{max(h, 2)}")
+            vf.append(f"crop={out_w}:{out_h}:0:0")
+        # BT.709 matrix, tagged, so browsers and ffmpeg agree on the colours.
+        vf.append("scale=out_color_matrix=bt709:out_range=tv")
+        vf.append("setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate_arg(self.fps),
+            "-i", "pipe:0",
+        ]
+        if self._mux_now:
+            cmd += ["-ss", f"{self.audio_start:.6f}", "-i", str(self.audio_from),
+                    "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k",
+                    "-t", f"{self.num_frames / self.fps:.6f}"]
+        else:
+            cmd += ["-an"]
+        cmd += [
+            "-vf", ",".join(vf),
+            *self.settings.ffmpeg_args(), "-pix_fmt", "yuv420p",
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+            "-color_range", "tv",
+            "-movflags", "+faststart",
+            str(self._target),
+        ]
+        self._errfile = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errfile)
+        self._size = (h, w)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Send one frame (H, W, 3) uint8; every frame must have the first frame's size."""
+        if self._closed:
+            raise ValueError("VideoWriter: write after close")
+        frame = _check_frame(frame, self._size)
+        if self._proc is None:
+            self._start(*frame.shape[:2])
+        try:
+            self._proc.stdin.write(memoryview(frame).cast("B"))
+        except BrokenPipeError:
+            pass  # ffmpeg died; close() reports its error
+        self.count += 1
+
+    def close(self) -> Path:
+        """Finish the file and return its path (raises when ffmpeg failed or no frame came)."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        if self._proc is None:
+            raise ValueError("write_video: no frames to write")
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._proc.wait()
+        try:
+            if rc != 0:
+                self._errfile.seek(0)
+                tail = self._errfile.read().decode("utf-8", "replace").strip().splitlines()[-6:]
+                self._target.unlink(missing_ok=True)
+                raise RuntimeError(f"ffmpeg failed while encoding {self.path.name}: {' | '.join(tail)}")
+        finally:
+            self._errfile.close()
+        if self.audio_from is not None and not self._mux_now:
+            try:
+                _run_ffmpeg([
+                    ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                    "-i", str(self._target),
+                    "-ss", f"{self.audio_start:.6f}", "-i", str(self.audio_from),
+                    "-map", "0:v:0", "-map", "1:a:0?",
+                    "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+                    "-t", f"{self.count / self.fps:.6f}",
+                    "-movflags", "+faststart",
+                    str(self.path),
+                ], f"adding the audio of {self.audio_from.name}")
+            finally:
+                self._target.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the partial file."""
+        self._closed = True
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            if self._proc.stdin:
+                try:
+                    self._proc.stdin.close()
+                except OSError:
+                    pass
+        if self._errfile is not None:
+            self._errfile.close()
+        self._target.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -567,103 +774,37 @@ def write_video(
     *,
     audio_from: str | os.PathLike | None = None,
     audio_start: float = 0.0,
-    crf: int = 18,
-    preset: str = "medium",
+    crf: int | None = None,
+    preset: str | None = None,
+    settings: EncodeSettings | None = None,
+    num_frames: int | None = None,
 ) -> Path:
     """Encode RGB frames (each (H, W, 3) uint8, all the same size) as a browser-playable mp4.
 
-    Odd sides are cropped by one pixel (right/bottom). With ``audio_from``, that file's first
-    audio track from ``audio_start`` seconds is muxed in as AAC and cut to the video's length;
-    a file without audio is ignored. Returns the output path.
+    ``settings`` (default :data:`MASTER_ENCODING`) picks the encoder profile; ``crf`` / ``preset``
+    override one field of it. Odd sides are cropped by one pixel (right/bottom). With
+    ``audio_from``, that file's first audio track from ``audio_start`` seconds is muxed in as AAC
+    and cut to the video's length (in the same ffmpeg run when ``num_frames`` is given or
+    ``frames`` has a length); a file without audio is ignored. Returns the output path.
     """
-    if not (fps > 0 and math.isfinite(fps)):
-        raise ValueError(f"fps must be positive, got {fps}")
-    if preset not in X264_PRESETS:
-        raise ValueError(f"preset must be one of {X264_PRESETS}, got {preset!r}")
-    if not 0 <= int(crf) <= 51:
-        raise ValueError(f"crf must be in 0..51, got {crf}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    want_audio = False
-    if audio_from is not None:
-        try:
-            want_audio = probe_video(audio_from).has_audio
-        except SteadyDancerInputError:
-            want_audio = _has_audio_stream(Path(audio_from))
-
-    frames = iter(frames)
-    try:
-        first = next(frames)
-    except StopIteration:
-        raise ValueError("write_video: no frames to write") from None
-    first = _check_frame(first, None)
-    h, w = first.shape[:2]
-    out_w, out_h = max(2, w - w % 2), max(2, h - h % 2)
-    vf = []
-    if (out_w, out_h) != (w, h):
-        # 1-pixel sides (never in practice) are padded since there is nothing to crop.
-        if w < 2 or h < 2:
-            vf.append(f"pad={max(w, 2)}:{max(h, 2)}")
-        vf.append(f"crop={out_w}:{out_h}:0:0")
-    # BT.709 matrix, tagged, so browsers and ffmpeg agree on the colours.
-    vf.append("scale=out_color_matrix=bt709:out_range=tv")
-    vf.append("setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
-
-    video_target = path if not want_audio else path.with_name(f".{path.stem}.video.tmp.mp4")
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate_arg(fps),
-        "-i", "pipe:0",
-        "-vf", ",".join(vf),
-        "-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p",
-        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-        "-color_range", "tv",
-        "-movflags", "+faststart", "-an",
-        str(video_target),
-    ]
-    with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfile)
-        count = 0
-        try:
-            frame = first
-            while True:
-                proc.stdin.write(memoryview(frame).cast("B"))
-                count += 1
-                try:
-                    frame = _check_frame(next(frames), (h, w))
-                except StopIteration:
-                    break
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            video_target.unlink(missing_ok=True)
-            raise
-        rc = proc.wait()
-        if rc != 0:
-            errfile.seek(0)
-            tail = errfile.read().decode("utf-8", "replace").strip().splitlines()[-6:]
-            video_target.unlink(missing_ok=True)
-            raise RuntimeError(f"ffmpeg failed while encoding {path.name}: {' | '.join(tail)}")
-
-    if want_audio:
-        try:
-            _run_ffmpeg([
-                ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-i", str(video_target),
-                "-ss", f"{max(0.0, float(audio_start)):.6f}", "-i", str(Path(audio_from).resolve()),
-                "-map", "0:v:0", "-map", "1:a:0?",
-                "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
-                "-t", f"{count / fps:.6f}",
-                "-movflags", "+faststart",
-                str(path),
-            ], f"adding the audio of {Path(audio_from).name}")
-        finally:
-            video_target.unlink(missing_ok=True)
-    return path
+    settings = settings or MASTER_ENCODING
+    if crf is not None or preset is not None:
+        settings = EncodeSettings(preset=settings.preset if preset is None else preset,
+                                  crf=settings.crf if crf is None else crf,
+                                  tune=settings.tune, keyint=settings.keyint)
+    if num_frames is None and hasattr(frames, "__len__") and len(frames) > 0:  # type: ignore[arg-type]
+        num_frames = len(frames)  # type: ignore[arg-type]
+    writer = VideoWriter(path, fps, settings=settings, audio_from=audio_from, audio_start=audio_start,
+                         num_frames=num_frames)
+    with writer:
+        for frame in frames:
+            writer.write(frame)
+        if writer.count == 0:
+            raise ValueError("write_video: no frames to write")
+    if num_frames is not None and writer.count != num_frames and writer.audio_from is not None:
+        # The audio was cut for num_frames; a different count would leave it too long or short.
+        _log.warning("write_video: %s got %d frames, %d announced", writer.path.name, writer.count, num_frames)
+    return writer.path
 
 
 def _has_audio_stream(path: Path) -> bool:
