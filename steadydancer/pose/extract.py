@@ -62,7 +62,7 @@ import queue
 import threading
 from bisect import bisect_right
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -631,12 +631,16 @@ def extract_sequence(frames: Iterable[np.ndarray], *, fps: float, width: int, he
 
 def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None = None, progress: Progress = None,
                         min_person_fraction: float = 0.5, workers: int | None = None,
-                        detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE) -> PoseSequence:
+                        detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE,
+                        on_frame: Callable[[int, np.ndarray], None] | None = None) -> PoseSequence:
     """Poses of a driving video resampled to ``fps`` (0: every source frame).
 
     ffmpeg decodes and downscales to the detection size (:func:`steadydancer.video.iter_video_frames`)
     while the detector threads of :func:`extract_sequence` work. Coordinates are normalised to
     the video's display size (rotation applied), which is the sequence's ``width x height``.
+
+    ``on_frame(index, frame)`` sees every decoded frame (at the detection size) before it goes
+    to a detector, so a caller can keep what it needs from the one decode (the preview does).
 
     Raises:
         SteadyDancerInputError: the file cannot be read, or fewer than ``min_person_fraction`` of
@@ -655,6 +659,8 @@ def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None 
         expected = min(expected, max_frames) if expected else max_frames
     decoded = (vf.frame for vf in iter_video_frames(path, fps=fps, max_frames=max_frames,
                                                     max_side=detect_max_side, info=info))
+    if on_frame is not None:
+        decoded = _tap(decoded, on_frame)
     seq = extract_sequence(decoded, fps=rate, width=info.width, height=info.height,
                            num_frames=expected, progress=progress, workers=workers,
                            detect_max_side=detect_max_side)
@@ -667,3 +673,16 @@ def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None 
             "clip in which one dancer stays in view, or trim the parts without them."
         )
     return seq
+
+
+def _tap(frames: Iterator[np.ndarray], on_frame: Callable[[int, np.ndarray], None]) -> Iterator[np.ndarray]:
+    """``frames`` unchanged, calling ``on_frame(index, frame)`` on each first (closing it closes
+    ``frames``: the decoder behind it stops)."""
+    try:
+        for index, frame in enumerate(frames):
+            on_frame(index, frame)
+            yield frame
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()

@@ -27,24 +27,11 @@ from ..settings import (ALIGN_MODE, ALIGNMENT_FRAME, CONDITIONING, FPS, FRAME_RA
 from .align import AlignmentInfo, align_sequence, lead_in
 from .augment import augment_sequence
 from .repair import RepairReport, repair_sequence, smooth_sequence
+from .outputs import OUTPUT_FILES, PREVIEW_HEIGHT, PREVIEW_THICKNESS  # noqa: F401  (re-exported)
 from .sequence import PoseFrame, PoseSequence
 
 Progress = Optional[Callable[[float, str], None]]
 DrivingInput = Union[str, Path, PoseSequence]
-
-#: File names written by :func:`write_pose_outputs` (the command line documents them).
-OUTPUT_FILES = {
-    "poses": "poses.json",
-    "aligned_poses": "aligned_poses.json",
-    "positive": "aligned_pose.mp4",
-    "negative": "negative_pose.mp4",
-    "preview": "preview.mp4",
-}
-
-
-#: Line widths in the preview relative to the official canvas. At a faithful scale (~0.27 for a
-#: 480-px preview) limbs are 1 px and hard to read; previews are for people, so they are bolder.
-PREVIEW_THICKNESS = 0.6
 
 
 @dataclass
@@ -90,9 +77,28 @@ class ReferencePose:
 
 
 @dataclass
+class DrivingFrames:
+    """The driving clip's frames at preview size (longer side ``max_side``), indexed like the
+    poses: kept when the clip is decoded for the detector, or by the first preview, so the clip
+    is decoded once. Mutable and shared by every copy of the :class:`DrivingPoses` holding it."""
+
+    max_side: int = PREVIEW_HEIGHT
+    frames: list = field(default_factory=list)
+    complete: bool = False  #: the clip ended: these are all its frames
+
+    def keep(self, frames, max_side: int, complete: bool) -> None:
+        self.frames, self.max_side, self.complete = list(frames), int(max_side), bool(complete)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.nbytes for f in self.frames)
+
+
+@dataclass
 class DrivingPoses:
     poses: PoseSequence  #: raw detections (or a loaded poses.json)
     video: Optional[Path] = None  #: the source clip, when there is one (preview, audio)
+    frames: DrivingFrames = field(default_factory=DrivingFrames)  #: its frames at preview size
 
 
 @dataclass
@@ -151,8 +157,10 @@ def prepare_reference(image) -> ReferencePose:
 
 def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
                     progress: Progress = None) -> DrivingPoses:
-    """Poses of the driving motion: a video (mediapipe), a saved poses.json, or a PoseSequence."""
+    """Poses of the driving motion: a video (mediapipe), a saved poses.json, or a PoseSequence.
+    A video's frames are also kept at preview size as they are decoded (``DrivingPoses.frames``)."""
     options = options or PoseOptions()
+    frames = DrivingFrames()
     if isinstance(driving, PoseSequence):
         seq = driving
         video = None
@@ -166,7 +174,10 @@ def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
         else:
             from .extract import extract_video_poses
 
-            seq = extract_video_poses(path, fps=options.fps, max_frames=options.max_frames, progress=progress)
+            collect = _PreviewFrameCollector(frames)
+            seq = extract_video_poses(path, fps=options.fps, max_frames=options.max_frames, progress=progress,
+                                      on_frame=collect)
+            collect.finish(len(seq))
             video = path
     if isinstance(driving, PoseSequence) or video is None:
         seq = _resample_poses(seq, options.fps)
@@ -179,7 +190,41 @@ def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
     if not seq.frames_with_person().any():
         raise SteadyDancerInputError("No person was found in the driving motion. Use a clip with one dancer in view.")
     _call(progress, 1.0, f"extracted {len(seq)} poses")
-    return DrivingPoses(poses=seq, video=video)
+    return DrivingPoses(poses=seq, video=video, frames=frames)
+
+
+class _PreviewFrameCollector:
+    """``on_frame`` hook of the extractor: keeps each decoded frame downscaled to preview size
+    (OpenCV area resampling), up to :data:`~steadydancer.pose.outputs.DRIVING_FRAMES_MAX_BYTES`."""
+
+    def __init__(self, store: DrivingFrames):
+        from .outputs import DRIVING_FRAMES_MAX_BYTES
+
+        self.store, self.budget = store, DRIVING_FRAMES_MAX_BYTES
+        self.frames: list[np.ndarray] = []
+        self.nbytes = 0
+
+    def __call__(self, index: int, frame: np.ndarray) -> None:
+        if self.frames is None:
+            return
+        import cv2
+
+        h, w = frame.shape[:2]
+        side = self.store.max_side
+        if max(h, w) > side:
+            scale = side / max(h, w)
+            size = (side, max(2, int(round(h * scale / 2)) * 2)) if w >= h else \
+                (max(2, int(round(w * scale / 2)) * 2), side)
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        self.nbytes += frame.nbytes
+        if self.nbytes > self.budget:
+            self.frames = None  # too long to keep: the preview decodes the clip again
+            return
+        self.frames.append(frame)
+
+    def finish(self, count: int) -> None:
+        if self.frames and len(self.frames) >= count:
+            self.store.keep(self.frames[:count], self.store.max_side, complete=False)
 
 
 def _resample_poses(seq: PoseSequence, fps: float) -> PoseSequence:
@@ -238,63 +283,23 @@ def render_conditions(reference: ReferencePose, aligned: AlignedPoses, options: 
 
 
 def _iter_condition(seq: PoseSequence, reference: ReferencePose, options: PoseOptions, size):
-    from .render import official_canvas_size, render_pose, resize_frames
+    from .outputs import condition_renderer
 
-    # The official canvas comes from the photo's own size (the working size is already rounded:
-    # rounding it again can change the canvas, e.g. 400x582 -> 1248x1856 instead of 1248x1824).
-    canvas_w, canvas_h = official_canvas_size(*reference.image.size)
+    render = condition_renderer(reference, options, size)
     for frame in seq:
-        img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
-        if (canvas_w, canvas_h) != size:
-            img = next(resize_frames([img], size))
-        yield img
+        yield render(frame)
 
 
 def render_preview(reference: ReferencePose, driving: DrivingPoses, cleaned: CleanedPoses,
                    aligned: AlignedPoses, options: PoseOptions | None = None,
-                   max_height: int = 480) -> list[np.ndarray]:
-    """Side-by-side preview frames: driving frame | extracted pose | aligned pose over the character."""
-    from .render import overlay, render_pose, side_by_side
+                   max_height: int = PREVIEW_HEIGHT) -> list[np.ndarray]:
+    """Side-by-side preview frames: driving frame | extracted pose | aligned pose over the character.
+    (:func:`write_pose_outputs` makes the same frames while it encodes them.)"""
+    from .outputs import preview_frame, preview_items, preview_layout
 
     options = options or PoseOptions()
-    seq = cleaned.poses
-    drv_h = max_height
-    drv_w = max(16, int(round(drv_h * seq.aspect / 2)) * 2)
-    ref_h = max_height
-    ref_w = max(16, int(round(ref_h * reference.size[0] / reference.size[1] / 2)) * 2)
-    background = np.asarray(reference.image.resize((ref_w, ref_h), Image.BICUBIC))
-    drv_frames = _preview_driving_frames(driving, len(seq), options, max_height)
-
-    frames = []
-    n_lead = aligned.lead_in_frames
-    for t in range(len(aligned.positive)):
-        src_t = min(max(t - n_lead, 0), len(seq) - 1)
-        extracted = render_pose(seq[src_t], drv_w, drv_h, draw_face=options.draw_face,
-                                thickness_scale=PREVIEW_THICKNESS)
-        pose_img = render_pose(aligned.positive[t], ref_w, ref_h, draw_face=options.draw_face,
-                               thickness_scale=PREVIEW_THICKNESS)
-        panels = [
-            drv_frames[src_t] if drv_frames is not None else np.zeros((drv_h, drv_w, 3), np.uint8),
-            extracted,
-            overlay(pose_img, background),
-        ]
-        frames.append(side_by_side(panels, ["driving", "extracted", "aligned"], height=max_height))
-    return frames
-
-
-def _preview_driving_frames(driving: DrivingPoses, count: int, options: PoseOptions, max_side: int):
-    """The driving clip's frames at preview size, indexed like the poses (None without a clip)."""
-    if driving.video is None:
-        return None
-    from ..video import iter_video_frames
-
-    frames = [f.frame for f in iter_video_frames(driving.video, fps=options.fps,
-                                                 max_frames=count, max_side=max_side)]
-    if not frames:
-        return None
-    while len(frames) < count:  # a short read (rounding at the end) repeats the last frame
-        frames.append(frames[-1])
-    return frames
+    layout = preview_layout(reference, cleaned, options, max_height)
+    return [preview_frame(layout, *item) for item in preview_items(driving, cleaned, aligned, options, max_height)]
 
 
 def run_pose_path(image, driving: DrivingInput, options: PoseOptions | None = None,
@@ -313,33 +318,12 @@ def run_pose_path(image, driving: DrivingInput, options: PoseOptions | None = No
 
 
 def write_pose_outputs(result: PosePathResult, out_dir: str | Path, *, audio_from: str | Path | None = None,
-                       progress: Progress = None) -> dict[str, Path]:
+                       progress: Progress = None, **kwargs) -> dict[str, Path]:
     """Write poses.json (extracted, reusable with any character), aligned_poses.json,
-    aligned_pose.mp4 (positive condition), negative_pose.mp4 and preview.mp4 into ``out_dir``."""
-    from ..video import write_video
+    aligned_pose.mp4 (positive condition), negative_pose.mp4 and preview.mp4 into ``out_dir``,
+    rendering and encoding the videos concurrently (see :mod:`steadydancer.pose.outputs`, which
+    also documents the keyword arguments: ``outputs``, ``encodings``, ``early_preview_frames``,
+    ``on_ready``)."""
+    from .outputs import write_pose_outputs as write
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {key: out / name for key, name in OUTPUT_FILES.items()}
-    fps = result.aligned.positive.fps
-    result.driving.poses.save(paths["poses"])
-    aligned = result.aligned.positive.replace(meta={
-        **result.aligned.positive.meta,
-        "alignment": {"mode": result.aligned.info.mode, "scales": result.aligned.info.scales,
-                      "offset": list(result.aligned.info.offset),
-                      "alignment_frames": result.aligned.info.alignment_frames,
-                      "notes": result.aligned.info.notes},
-        "repairs": result.cleaned.report.to_dict(),
-        "lead_in_frames": result.aligned.lead_in_frames,
-    })
-    aligned.save(paths["aligned_poses"])
-    _call(progress, 0.1, "rendering the pose videos")
-    positive, negative = render_conditions(result.reference, result.aligned, result.options)
-    write_video(paths["positive"], positive, fps)
-    write_video(paths["negative"], negative, fps)
-    del positive, negative
-    _call(progress, 0.6, "rendering the preview")
-    preview = render_preview(result.reference, result.driving, result.cleaned, result.aligned, result.options)
-    write_video(paths["preview"], preview, fps, audio_from=audio_from)
-    _call(progress, 1.0, "done")
-    return paths
+    return write(result, out_dir, audio_from=audio_from, progress=progress, **kwargs)

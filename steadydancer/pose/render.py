@@ -271,9 +271,17 @@ def overlay(pose_img: np.ndarray, background: np.ndarray, alpha: float = 0.6) ->
     bg = _as_rgb(background)
     if bg.shape[:2] != (h, w):
         bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_AREA if bg.shape[0] > h else cv2.INTER_CUBIC)
-    drawn = pose_img.max(axis=2, keepdims=True) > 0
-    blended = cv2.addWeighted(pose_img, alpha, bg, 1.0 - alpha, 0.0)
-    return np.where(drawn, blended, bg)
+    # Only the figure's bounding box can differ from the background: blend there alone.
+    x, y, bw, bh = cv2.boundingRect(np.ascontiguousarray(pose_img).reshape(h, -1))
+    out = bg.copy()
+    if bw == 0 or bh == 0:
+        return out
+    x0, x1 = x // 3, -(-(x + bw) // 3)
+    pose_box, bg_box = pose_img[y:y + bh, x0:x1], bg[y:y + bh, x0:x1]
+    drawn = pose_box.max(axis=2, keepdims=True) > 0
+    blended = cv2.addWeighted(pose_box, alpha, bg_box, 1.0 - alpha, 0.0)
+    out[y:y + bh, x0:x1] = np.where(drawn, blended, bg_box)
+    return out
 
 
 def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = None,

@@ -1,0 +1,366 @@
+"""The pose path's files, written concurrently: every video rendered and encoded at once.
+
+:func:`write_pose_outputs` writes ``poses.json``, ``aligned_poses.json``, ``aligned_pose.mp4``
+(positive condition), ``negative_pose.mp4`` and ``preview.mp4``. How it spends the CPU:
+
+* **Each video is a stream.** Its frames are rendered by one shared pool of render threads
+  (OpenCV drawing and PIL resampling release the GIL), in order and a few frames ahead, and
+  piped to its own ffmpeg process (:class:`steadydancer.video.VideoWriter`) as they come. The
+  encoders run concurrently with rendering and with each other; no video is held whole in
+  memory. The calling thread only waits and reports progress.
+* **Each frame is drawn once** for everything that shows it (an optional short
+  ``preview_start.mp4`` with the first frames, for early display, reuses the preview's frames).
+* **The driving clip is decoded once**: during extraction, the decoded frames are also kept at
+  preview size (:class:`~steadydancer.pose.path.DrivingFrames`); without that (a saved
+  ``poses.json`` with a clip to show) the first preview decodes them while it renders and keeps
+  them for the next one.
+* **Encoder settings by purpose** (:mod:`steadydancer.video`): the condition files keep
+  :data:`~steadydancer.video.MASTER_ENCODING` (a model may read them back); the preview, which
+  only people watch, uses :data:`~steadydancer.video.DISPLAY_ENCODING`. Callers that only show
+  the positive video (the app) pass ``encodings={"positive": DISPLAY_ENCODING}``.
+
+Why nothing is rendered while the detector still runs: no condition pixel is final before the
+last detection. Repair thresholds come from the whole sequence's body scale and its fits span
+neighbouring frames; the smoothing is zero-phase (its backward pass starts at the last frame);
+the alignment takes its scales from the best early frames and checks every part the dance shows.
+Rendering a window early would draw poses that can still change, so the pixels would differ.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..video import DISPLAY_ENCODING, MASTER_ENCODING, EncodeSettings, VideoWriter
+
+Progress = Optional[Callable[[float, str], None]]
+
+#: File names written by :func:`write_pose_outputs` (the command line documents them).
+OUTPUT_FILES = {
+    "poses": "poses.json",
+    "aligned_poses": "aligned_poses.json",
+    "positive": "aligned_pose.mp4",
+    "negative": "negative_pose.mp4",
+    "preview": "preview.mp4",
+}
+#: The short preview of the first frames (only when asked for: ``early_preview_frames``).
+EARLY_PREVIEW_FILE = "preview_start.mp4"
+#: Encoder profile of each video (see the module docstring).
+OUTPUT_ENCODING: dict[str, EncodeSettings] = {
+    "positive": MASTER_ENCODING,
+    "negative": MASTER_ENCODING,
+    "preview": DISPLAY_ENCODING,
+}
+#: Frames each stream renders ahead of its encoder.
+RENDER_AHEAD = 4
+#: Height of the preview video.
+PREVIEW_HEIGHT = 480
+#: Line widths in the preview relative to the official canvas. At a faithful scale (~0.27 for a
+#: 480-px preview) limbs are 1 px and hard to read; previews are for people, so they are bolder.
+PREVIEW_THICKNESS = 0.6
+#: The driving clip's preview-size frames are kept in memory up to this many bytes per clip.
+DRIVING_FRAMES_MAX_BYTES = 256 * 2**20
+
+
+def render_threads() -> int:
+    """Render threads: one per core, at most 2 (the encoders are busy processes too)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int = RENDER_AHEAD) -> Iterator:
+    """``fn(item)`` for each item, computed on ``pool`` at most ``ahead`` items in advance, yielded
+    in order. ``items`` is consumed lazily (it may be a decoder); closing the iterator cancels
+    what has not started."""
+    pending: collections.deque[Future] = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+# --------------------------------------------------------------------------------------------
+# Frames
+# --------------------------------------------------------------------------------------------
+
+
+def condition_renderer(reference, options, size: tuple[int, int] | None = None) -> Callable:
+    """A function pose frame -> condition frame (H, W, 3) uint8: the official drawing on the
+    official canvas (twice the working size), resized bicubic to ``size`` (default: the
+    working size)."""
+    from .render import official_canvas_size, render_pose, resize_pose_frame
+
+    size = tuple(size or reference.size)
+    # The official canvas comes from the photo's own size (the working size is already rounded:
+    # rounding it again can change the canvas, e.g. 400x582 -> 1248x1856 instead of 1248x1824).
+    canvas_w, canvas_h = official_canvas_size(*reference.image.size)
+
+    def render(frame) -> np.ndarray:
+        img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
+        if (canvas_w, canvas_h) != size:
+            img = resize_pose_frame(img, size)
+        return img
+
+    return render
+
+
+@dataclass(frozen=True)
+class PreviewLayout:
+    """Sizes and the fixed background of the three preview panels."""
+
+    drv_size: tuple[int, int]  #: (W, H) of the driving and extracted panels
+    ref_size: tuple[int, int]  #: (W, H) of the aligned panel
+    background: np.ndarray  #: the character image at ``ref_size``
+    height: int
+    draw_face: bool
+
+
+def preview_layout(reference, cleaned, options, max_height: int = PREVIEW_HEIGHT) -> PreviewLayout:
+    seq = cleaned.poses
+    drv_w = max(16, int(round(max_height * seq.aspect / 2)) * 2)
+    ref_w = max(16, int(round(max_height * reference.size[0] / reference.size[1] / 2)) * 2)
+    background = np.asarray(reference.image.resize((ref_w, max_height), Image.BICUBIC))
+    return PreviewLayout((drv_w, max_height), (ref_w, max_height), background, max_height, options.draw_face)
+
+
+def preview_frame(layout: PreviewLayout, driving_frame: Optional[np.ndarray], extracted, aligned) -> np.ndarray:
+    """One preview frame: driving frame | extracted pose | aligned pose over the character."""
+    from .render import overlay, render_pose, side_by_side
+
+    (drv_w, drv_h), (ref_w, ref_h) = layout.drv_size, layout.ref_size
+    pose_extracted = render_pose(extracted, drv_w, drv_h, draw_face=layout.draw_face,
+                                 thickness_scale=PREVIEW_THICKNESS)
+    pose_aligned = render_pose(aligned, ref_w, ref_h, draw_face=layout.draw_face, thickness_scale=PREVIEW_THICKNESS)
+    panels = [
+        driving_frame if driving_frame is not None else np.zeros((drv_h, drv_w, 3), np.uint8),
+        pose_extracted,
+        overlay(pose_aligned, layout.background),
+    ]
+    return side_by_side(panels, ["driving", "extracted", "aligned"], height=layout.height)
+
+
+def preview_items(driving, cleaned, aligned, options, max_side: int = PREVIEW_HEIGHT
+                  ) -> Iterator[tuple[Optional[np.ndarray], object, object]]:
+    """(driving frame or None, extracted pose, aligned pose) for every output frame, in order.
+
+    Driving frames come from ``driving.frames`` when they were kept at this size; otherwise the
+    clip is decoded here (once) and the frames are kept in ``driving.frames`` for the next
+    preview. A short read (rounding at the end) repeats the last frame."""
+    seq = cleaned.poses
+    count = len(seq)
+    n_lead = aligned.lead_in_frames
+    frames = _driving_frames(driving, count, options, max_side)
+    for t in range(len(aligned.positive)):
+        src_t = min(max(t - n_lead, 0), count - 1)
+        yield (frames(src_t) if frames is not None else None), seq[src_t], aligned.positive[t]
+
+
+def _driving_frames(driving, count: int, options, max_side: int) -> Optional[Callable[[int], np.ndarray]]:
+    """A function index -> driving frame at preview size (None: no clip to show). Frames are
+    fetched in increasing order; a decoder runs only as far as needed, and what it decoded is
+    kept in ``driving.frames`` (shared by every copy of ``driving``) for the next preview."""
+    store = driving.frames
+    if store.max_side == max_side and store.frames and (store.complete or len(store.frames) >= count):
+        kept = store.frames
+        return lambda i: kept[min(i, len(kept) - 1)]
+    if driving.video is None:
+        return None
+    from ..video import iter_video_frames
+
+    decoder = iter_video_frames(driving.video, fps=options.fps, max_frames=count, max_side=max_side)
+    got: list[np.ndarray] = []
+
+    def keep(complete: bool) -> None:
+        if sum(f.nbytes for f in got) <= DRIVING_FRAMES_MAX_BYTES:
+            store.keep(got, max_side, complete)
+
+    def get(i: int) -> np.ndarray:
+        while len(got) <= i:
+            item = next(decoder, None)
+            if item is None:  # the clip ended: every frame it has is here
+                if got:
+                    keep(True)
+                break
+            got.append(item.frame)
+            if len(got) == count:
+                keep(False)
+        if not got:
+            raise ValueError(f"no frame could be decoded from {driving.video}")
+        return got[min(i, len(got) - 1)]
+
+    return get
+
+
+# --------------------------------------------------------------------------------------------
+# Streams
+# --------------------------------------------------------------------------------------------
+
+
+class _Stream(threading.Thread):
+    """Feeds one video: pulls rendered frames in order and writes them to its encoder(s)."""
+
+    def __init__(self, key: str, frames: Iterator[np.ndarray], writer: VideoWriter, total: int,
+                 abort: threading.Event, early: Optional[tuple[VideoWriter, int, threading.Event]] = None):
+        super().__init__(daemon=True, name=f"pose-output-{key}")
+        self.key, self.frames, self.writer, self.total = key, frames, writer, total
+        self.abort, self.early = abort, early
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for frame in self.frames:
+                if self.abort.is_set():
+                    break
+                self.writer.write(frame)
+                if self.early is not None:
+                    writer, limit, ready = self.early
+                    writer.write(frame)
+                    if writer.count >= limit:
+                        writer.close()
+                        ready.set()
+                        self.early = None
+                self.done += 1
+            if self.abort.is_set():
+                self._abort_writers()
+                return
+            if self.early is not None:  # fewer frames than the early preview wanted
+                self.early[0].close()
+                self.early[2].set()
+            self.writer.close()
+        except BaseException as exc:  # reported by write_pose_outputs in the calling thread
+            self.error = exc
+            self.abort.set()
+            self._abort_writers()
+        finally:
+            close = getattr(self.frames, "close", None)
+            if close is not None:
+                close()
+
+    def _abort_writers(self) -> None:
+        self.writer.abort()
+        if self.early is not None:
+            self.early[0].abort()
+
+
+def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | None = None,
+                       progress: Progress = None, outputs: Optional[Sequence[str]] = None,
+                       encodings: Optional[Mapping[str, EncodeSettings]] = None,
+                       early_preview_frames: int = 0,
+                       on_ready: Optional[Callable[[str, Path], None]] = None) -> dict[str, Path]:
+    """Write the pose path's files into ``out_dir``; returns {key: path} of what was written.
+
+    Args:
+        result: a :class:`~steadydancer.pose.path.PosePathResult`.
+        audio_from: a clip whose audio goes into ``preview.mp4`` (cut to its length).
+        outputs: keys of :data:`OUTPUT_FILES` to write (default: all).
+        encodings: per-video encoder settings overriding :data:`OUTPUT_ENCODING`.
+        early_preview_frames: also write the first N preview frames to ``preview_start.mp4``
+            (key ``"preview_start"``), finished as soon as those frames are encoded.
+        on_ready: ``on_ready(key, path)`` when a file is complete, called from the calling
+            thread (the early preview first, usually long before the rest).
+        progress: ``progress(fraction, message)``, called from the calling thread.
+    """
+    keys = list(OUTPUT_FILES) if outputs is None else list(outputs)
+    unknown = set(keys) - set(OUTPUT_FILES)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {list(OUTPUT_FILES)}")
+    settings = {**OUTPUT_ENCODING, **(encodings or {})}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / OUTPUT_FILES[key] for key in keys}
+    report = progress or (lambda f, m: None)
+    ready = on_ready or (lambda key, path: None)
+
+    if "poses" in paths:
+        result.driving.poses.save(paths["poses"])
+        ready("poses", paths["poses"])
+    if "aligned_poses" in paths:
+        _aligned_with_meta(result).save(paths["aligned_poses"])
+        ready("aligned_poses", paths["aligned_poses"])
+
+    videos = [key for key in ("preview", "positive", "negative") if key in paths]  # preview first: shown first
+    if not videos:
+        return paths
+    aligned = result.aligned
+    fps = aligned.positive.fps
+    total = len(aligned.positive)
+    report(0.0, "rendering and encoding the pose videos")
+    abort = threading.Event()
+    streams: list[_Stream] = []
+    early_ready = threading.Event()
+    with ThreadPoolExecutor(max_workers=render_threads(), thread_name_prefix="pose-render") as pool:
+        try:
+            for key in videos:
+                if key == "preview":
+                    layout = preview_layout(result.reference, result.cleaned, result.options)
+                    items = preview_items(result.driving, result.cleaned, aligned, result.options)
+                    frames = ordered_map(pool, lambda item, layout=layout: preview_frame(layout, *item), items)
+                    writer = VideoWriter(paths[key], fps, settings=settings[key], audio_from=audio_from,
+                                         num_frames=total)
+                    early = None
+                    if early_preview_frames > 0:
+                        paths["preview_start"] = out / EARLY_PREVIEW_FILE
+                        early = (VideoWriter(paths["preview_start"], fps, settings=settings[key]),
+                                 int(early_preview_frames), early_ready)
+                    streams.append(_Stream(key, frames, writer, total, abort, early))
+                else:
+                    seq = aligned.positive if key == "positive" else aligned.negative
+                    render = condition_renderer(result.reference, result.options)
+                    streams.append(_Stream(key, ordered_map(pool, render, seq), VideoWriter(
+                        paths[key], fps, settings=settings[key]), total, abort))
+            for stream in streams:
+                stream.start()
+            early_sent = early_preview_frames <= 0
+            pending = list(streams)
+            while pending:
+                for stream in pending:
+                    stream.join(timeout=0.02)
+                if not early_sent and early_ready.is_set() and not abort.is_set():
+                    early_sent = True
+                    ready("preview_start", paths["preview_start"])
+                for stream in [s for s in pending if not s.is_alive()]:
+                    pending.remove(stream)
+                    if stream.error is None and not abort.is_set():
+                        ready(stream.key, paths[stream.key])
+                done = sum(s.done for s in streams)
+                report(done / (total * len(streams)), f"pose videos: {done} of {total * len(streams)} frames")
+        except BaseException:
+            abort.set()
+            for stream in streams:
+                stream.join()
+            raise
+    for stream in streams:
+        if stream.error is not None:
+            raise stream.error
+    report(1.0, "done")
+    return paths
+
+
+def _aligned_with_meta(result):
+    """The aligned positive poses with the alignment, the repairs and the lead-in in ``meta``."""
+    info = result.aligned.info
+    return result.aligned.positive.replace(meta={
+        **result.aligned.positive.meta,
+        "alignment": {"mode": info.mode, "scales": info.scales, "offset": list(info.offset),
+                      "alignment_frames": info.alignment_frames, "notes": info.notes},
+        "repairs": result.cleaned.report.to_dict(),
+        "lead_in_frames": result.aligned.lead_in_frames,
+    })
