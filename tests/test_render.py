@@ -207,6 +207,23 @@ def test_overlay_keeps_background_where_nothing_is_drawn():
     assert overlay(pose, np.full((50, 40, 3), 100, np.uint8)).shape == (100, 80, 3)
 
 
+def test_overlay_blends_only_the_figure_box_with_the_same_pixels():
+    """Blending only the figure's bounding box equals blending the whole frame."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    for box in [(slice(30, 70), slice(20, 41)), (slice(0, 120), slice(89, 90)), (slice(0, 1), slice(0, 1))]:
+        pose = np.zeros((120, 90, 3), np.uint8)
+        pose[box] = rng.integers(0, 256, pose[box].shape, dtype=np.uint8)
+        pose[box][..., 1] = 0  # some pixels with one channel off, some all off
+        pose[box][::3, ::2] = 0
+        whole = np.where(pose.max(axis=2, keepdims=True) > 0, cv2.addWeighted(pose, 0.6, bg, 0.4, 0.0), bg)
+        np.testing.assert_array_equal(overlay(pose, bg), whole)
+    empty = overlay(np.zeros_like(bg), bg)
+    np.testing.assert_array_equal(empty, bg) and empty is not bg
+
+
 def test_side_by_side_common_height_labels_even_dims():
     a = np.full((200, 100, 3), 50, np.uint8)
     b = np.full((100, 101, 3), 200, np.uint8)

@@ -11,8 +11,8 @@ import pytest
 
 from steadydancer.errors import SteadyDancerInputError
 from steadydancer.video import (
-    VideoClip, VideoFrame, VideoInfo, ffmpeg_exe, iter_video_frames, probe_video, read_video,
-    write_video,
+    DISPLAY_ENCODING, MASTER_ENCODING, EncodeSettings, VideoClip, VideoFrame, VideoInfo, VideoWriter, ffmpeg_exe,
+    iter_video_frames, probe_video, read_video, write_video,
 )
 
 
@@ -259,6 +259,77 @@ def test_write_video_rejects_bad_frames(tmp_path):
         write_video(tmp_path / "f.mp4", [np.zeros((32, 32, 3), np.float32)], 16)
     with pytest.raises(ValueError, match="preset"):
         write_video(tmp_path / "p.mp4", indexed_frames(2), 16, preset="warp")
+
+
+def x264_options(path: Path) -> str:
+    """The settings string x264 writes into every stream it encodes."""
+    data = path.read_bytes()
+    start = data.find(b"x264 - core")
+    assert start >= 0, "no x264 settings in the file"
+    return data[start:data.find(b"\x00", start)].decode("latin1")
+
+
+def test_master_and_display_profiles_are_separate(tmp_path):
+    """What a model may read keeps x264 medium (subme 7, hex search); previews use the display
+    profile (superfast: subme 1, diamond search). write_video defaults to the master profile."""
+    assert MASTER_ENCODING == EncodeSettings("medium", 18) and DISPLAY_ENCODING != MASTER_ENCODING
+    frames = indexed_frames(8)
+    master = x264_options(write_video(tmp_path / "m.mp4", frames, 16))
+    assert "subme=7" in master and "me=hex" in master and "crf=18.0" in master
+    display = x264_options(write_video(tmp_path / "d.mp4", frames, 16, settings=DISPLAY_ENCODING))
+    assert "subme=1" in display and "me=dia" in display and "crf=18.0" in display
+    tuned = x264_options(write_video(tmp_path / "t.mp4", frames, 16,
+                                     settings=EncodeSettings("veryfast", 20, tune="animation", keyint=16)))
+    assert "keyint=16" in tuned and "crf=20.0" in tuned and "deblock=1:1:1" in tuned  # animation's deblock
+    override = x264_options(write_video(tmp_path / "o.mp4", frames, 16, settings=DISPLAY_ENCODING, crf=23))
+    assert "subme=1" in override and "crf=23.0" in override
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(preset="warp"), "preset"), (dict(crf=52), "crf"), (dict(tune="cinema"), "tune"), (dict(keyint=0), "keyint"),
+])
+def test_encode_settings_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EncodeSettings(**kwargs)
+
+
+def test_video_writer_encodes_while_frames_come(tmp_path):
+    """ffmpeg starts with the first frame and consumes frames as they are written: the process is
+    running before the last frame exists, and the frames come out in order."""
+    writer = VideoWriter(tmp_path / "w.mp4", 16)
+    for i, frame in enumerate(indexed_frames(12)):
+        writer.write(frame)
+        if i == 0:
+            assert writer._proc is not None and writer._proc.poll() is None
+    path = writer.close()
+    clip = read_video(path, fps=0)
+    assert [decoded_index(f) for f in clip.frames] == list(range(12))
+    with pytest.raises(ValueError, match="after close"):
+        writer.write(indexed_frames(1)[0])
+
+
+def test_video_writer_removes_the_file_when_the_producer_fails(tmp_path):
+    with pytest.raises(RuntimeError, match="render failed"):
+        with VideoWriter(tmp_path / "x.mp4", 16) as writer:
+            writer.write(indexed_frames(1)[0])
+            raise RuntimeError("render failed")
+    assert not list(tmp_path.iterdir())
+
+
+def test_audio_muxed_in_the_same_run_when_the_length_is_known(media, tmp_path):
+    """num_frames known: one ffmpeg run muxes the audio (no temporary file), cut like the two-pass way."""
+    one = VideoWriter(tmp_path / "one.mp4", 16, audio_from=media["with_audio"], audio_start=0.5, num_frames=16)
+    assert one._mux_now and one._target == one.path
+    with one:
+        for frame in indexed_frames(16):
+            one.write(frame)
+    two = write_video(tmp_path / "two.mp4", (f for f in indexed_frames(16)), 16,  # a generator: length unknown
+                      audio_from=media["with_audio"], audio_start=0.5)
+    for path in (one.path, two):
+        info = probe_video(path)
+        assert info.has_audio and info.duration == pytest.approx(1.0, abs=0.05)
+        assert [decoded_index(f) for f in read_video(path, fps=0).frames] == list(range(16))
+    assert not list(tmp_path.glob(".*.tmp.mp4"))
 
 
 # -- the real driving clip ---------------------------------------------------------------------------
