@@ -1,7 +1,8 @@
-"""Frames per second of every stage of the pose path, and of the bare mediapipe detector.
+"""Every stage of the pose path, its files, the app's preview and the CLI, against the bare detector.
 
     python benchmarks/pose_path.py                                   # synthetic 1280x720 clip
-    python benchmarks/pose_path.py --video ../shared/media/driving_seated_gestures.mp4 --frames 112
+    python benchmarks/pose_path.py --video ../shared/media/driving_seated_gestures.mp4 \
+        --image ../shared/media/ref_street.png --frames 81             # the issue's measurements
 
 The synthetic clip is the astronaut photo (examples/astronaut.png) swaying over a 1280x720 stage
 at 30 fps, written with H.264 like a real upload. Every stage runs on the same clip, resampled to
@@ -13,15 +14,26 @@ at 30 fps, written with H.264 like a real upload. Every stage runs on the same c
     extract 2 workers the same on two threads / two segments (if the clip is long enough)
     extract from file extract_video_poses: decode and detect together (auto workers)
     clean, align, render  the later stages of steadydancer.pose.path on those poses
+    render / encode   each video's frames, and each encode alone (master = condition files,
+                      display = previews; steadydancer.video)
+    files             write_pose_outputs: the CLI's five files, sequential as before (render all,
+                      then encode each with the master settings) and concurrent (as now); the
+                      app's preview files
     run_pose_path     reference + extract + clean + align, from the file (what the app caches)
-    whole path        run_pose_path + render_conditions (positive and negative condition frames)
+
+``--app`` (default on) calls the app's preview function in-process, as the Preview button does:
+the first preview of the clip (a fresh session: character detection, extraction, files), the
+re-runs a slider causes (smoothing, repair, alignment, lead-in: only the affected stages and the
+files), and the same for the shipped example motion (examples/, no detection). ``--cli`` times
+``python -m steadydancer pose --fps 0`` on the whole clip in a subprocess (start-up included)
+against the bare detector over the same frames. The issue's goals are printed with each ratio.
 
 Each stage is timed ``--repeat`` times and the fastest run is kept (the machine is shared; the
 fastest run is the one least disturbed). "x bare" is the stage's time over the bare detector's;
 "cpu ms/frame" is the CPU time of all threads and of ffmpeg per frame, which other load disturbs
 less than wall time (with C idle cores a stage cannot beat C * 1000 / cpu_ms frames/s).
 Note the real seated clip ends with ~3 s of an end card without a person; detection is cheaper
-there, so use ``--frames 112`` (the part with the person) for honest numbers.
+there, so use ``--frames`` up to 112 (the part with the person) for honest numbers.
 """
 
 from __future__ import annotations
@@ -99,6 +111,42 @@ def bare_detector(frames: list[np.ndarray]) -> int:
     return found
 
 
+def sequential_outputs(result, out_dir: Path) -> None:
+    """The files as they were written before the concurrent writer: every frame of a video
+    rendered first, then encoded, one video after the other, all with the master settings."""
+    from steadydancer.pose import path as pose_path
+    from steadydancer.video import write_video
+
+    fps = result.aligned.positive.fps
+    result.driving.poses.save(out_dir / "poses.json")
+    positive, negative = pose_path.render_conditions(result.reference, result.aligned, result.options)
+    write_video(out_dir / "aligned_pose.mp4", positive, fps)
+    write_video(out_dir / "negative_pose.mp4", negative, fps)
+    preview = pose_path.render_preview(result.reference, result.driving, result.cleaned, result.aligned,
+                                       result.options)
+    write_video(out_dir / "preview.mp4", preview, fps)
+
+
+def run_app_preview(app, image, video, motion, session, **pose):
+    """The Preview button's function, in-process. Returns (seconds to the first output the user
+    sees, seconds to the last, outputs); a generator (streaming preview) is run to its end."""
+    settings = dict(num_frames=81, smooth=0.3, repair=True, align_mode="auto", alignment_frame=-1, lead_in_frames=0)
+    settings.update(pose)
+    start = time.perf_counter()
+    out = app.preview_poses(str(image), str(video) if video else None, motion, settings["num_frames"],
+                            settings["smooth"], settings["repair"], settings["align_mode"],
+                            settings["alignment_frame"], settings["lead_in_frames"], session, progress=None)
+    first = None
+    if hasattr(out, "__next__"):
+        last = None
+        for last in out:
+            if first is None:
+                first = time.perf_counter() - start
+        out = last
+    total = time.perf_counter() - start
+    return (first if first is not None else total), total, out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", type=Path, default=None,
@@ -108,14 +156,19 @@ def main(argv=None) -> int:
     parser.add_argument("--detect-side", type=int, default=ex.VIDEO_DETECT_MAX_SIDE,
                         help=f"longer side of the frames handed to mediapipe (default {ex.VIDEO_DETECT_MAX_SIDE})")
     parser.add_argument("--image", type=Path, default=ASTRONAUT, help="character image for the whole path")
+    parser.add_argument("--app", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the app's preview function in-process (imports the app: torch, gradio)")
+    parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
+                        help="time `python -m steadydancer pose --fps 0` on the whole clip")
     args = parser.parse_args(argv)
 
-    from steadydancer.video import iter_video_frames, probe_video
+    from steadydancer.video import DISPLAY_ENCODING, MASTER_ENCODING, iter_video_frames, probe_video, write_video
 
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
         video = args.video
         if video is None:
-            video = synthesize_clip(Path(tmp) / "synthetic_720p.mp4", args.frames)
+            video = synthesize_clip(tmp / "synthetic_720p.mp4", max(args.frames, 81))
         info = probe_video(video)
         n_req = args.frames
         print(f"clip: {video.name} {info.width}x{info.height} {info.fps:g} fps {info.duration:.1f} s; "
@@ -123,17 +176,22 @@ def main(argv=None) -> int:
               f"{ex.available_cores()} cores; load {os.getloadavg()[0]:.1f}; mediapipe {ex.detector_version()}")
 
         rows: list[tuple[str, tuple[float, float], int, str]] = []  # (stage, (wall, cpu) s, frames, note)
+        goals: list[str] = []
 
-        def decode():
-            return [vf.frame for vf in iter_video_frames(video, fps=MODEL_FPS, max_frames=n_req,
+        def decode(count, fps=MODEL_FPS):
+            return [vf.frame for vf in iter_video_frames(video, fps=fps, max_frames=count,
                                                          max_side=args.detect_side, info=info)]
 
-        seconds, frames = timed(decode, args.repeat)
+        seconds, frames = timed(lambda: decode(n_req), args.repeat)
         n = len(frames)
         rows.append(("decode (ffmpeg, 16 fps, downscale)", seconds, n, f"{frames[0].shape[1]}x{frames[0].shape[0]}"))
 
         bare_s, found = timed(lambda: bare_detector(frames), args.repeat)
         rows.append(("bare detector (Holistic.process)", bare_s, n, f"person in {found}/{n}"))
+        frames81 = frames[:81] if n >= 81 else decode(81)
+        bare81 = bare_s if n == 81 else timed(lambda: bare_detector(frames81), args.repeat)[0]
+        if n != 81:
+            rows.append(("bare detector, 81 frames", bare81, len(frames81), "the app goals' baseline"))
 
         common = dict(fps=MODEL_FPS, width=info.width, height=info.height, detect_max_side=args.detect_side)
         seconds, seq = timed(lambda: ex.extract_sequence(frames, workers=1, **common), args.repeat)
@@ -149,46 +207,148 @@ def main(argv=None) -> int:
                                                               min_person_fraction=0.0), args.repeat)
             rows.append((f"extract from file (decode + detect), workers={workers or 'auto'}", seconds, n, ""))
 
-        try:
-            from steadydancer.pose import path as pose_path
-        except ImportError as exc:  # the later stages are optional for this benchmark
-            print(f"(pose path stages skipped: {exc})")
-            pose_path = None
-        if pose_path is not None:
-            options = pose_path.PoseOptions(max_frames=n_req)
-            seconds, reference = timed(lambda: pose_path.prepare_reference(args.image), args.repeat)
-            size = f"{reference.size[0]}x{reference.size[1]}"
-            rows.append(("reference image (static detection, once)", seconds, 0, size))
-            driving = pose_path.DrivingPoses(poses=seq, video=Path(video))
-            seconds, cleaned = timed(lambda: pose_path.clean_driving(driving, options), args.repeat)
-            rows.append(("clean (repair + smooth)", seconds, n, ""))
-            seconds, aligned = timed(lambda: pose_path.align_driving(reference, cleaned, options), args.repeat)
-            rows.append(("align (+ negative)", seconds, n, ""))
-            seconds, _ = timed(lambda: pose_path.render_conditions(reference, aligned, options), args.repeat)
-            rows.append(("render positive + negative", seconds, n, f"at {size}"))
+        from steadydancer.pose import path as pose_path
+        from steadydancer.pose import outputs as pose_outputs
 
-            best = None
-            for _ in range(args.repeat):  # both rows from the same (fastest) run
-                (path_t, result) = timed(lambda: pose_path.run_pose_path(args.image, video, options), 1)
-                (render_t, _) = timed(lambda: pose_path.render_conditions(result.reference, result.aligned, options), 1)
-                if best is None or path_t[0] + render_t[0] < best[0][0] + best[1][0]:
-                    best = (path_t, render_t, len(result.aligned.positive))
-            path_t, render_t, count = best
-            rows.append(("run_pose_path (reference+extract+clean+align)", path_t, count, "file -> aligned poses"))
-            rows.append(("WHOLE PATH (run_pose_path + render_conditions)",
-                         (path_t[0] + render_t[0], path_t[1] + render_t[1]), count, "file -> condition frames"))
+        options = pose_path.PoseOptions(max_frames=n_req)
+        seconds, reference = timed(lambda: pose_path.prepare_reference(args.image), args.repeat)
+        size = f"{reference.size[0]}x{reference.size[1]}"
+        rows.append(("reference image (static detection, once)", seconds, 0, size))
+        driving = pose_path.DrivingPoses(poses=seq, video=Path(video))
+        seconds, cleaned = timed(lambda: pose_path.clean_driving(driving, options), args.repeat)
+        rows.append(("clean (repair + smooth)", seconds, n, ""))
+        seconds, aligned = timed(lambda: pose_path.align_driving(reference, cleaned, options), args.repeat)
+        rows.append(("align (+ negative)", seconds, n, ""))
+        result = pose_path.PosePathResult(reference, driving, cleaned, aligned, options)
+        fps = aligned.positive.fps
 
-        print(f"\n{'stage':52s} {'seconds':>8s} {'frames/s':>9s} {'x bare':>7s} {'cpu ms/frame':>13s}  note")
+        render = pose_outputs.condition_renderer(reference, options)
+        seconds, positive = timed(lambda: [render(f) for f in aligned.positive], args.repeat)
+        rows.append(("render positive condition (1 thread)", seconds, n, f"2x canvas -> {size}"))
+        seconds, _ = timed(lambda: pose_path.render_conditions(reference, aligned, options), args.repeat)
+        rows.append(("render positive + negative (2 threads)", seconds, n, f"at {size}"))
+        pose_outputs._driving_frames(driving, n, options, pose_outputs.PREVIEW_HEIGHT)  # decode once, kept
+        seconds, preview = timed(lambda: pose_path.render_preview(reference, driving, cleaned, aligned, options),
+                                 args.repeat)
+        rows.append(("render preview (1 thread, driving frames kept)", seconds, n,
+                     f"{preview[0].shape[1]}x{preview[0].shape[0]}"))
+        for name, frames_, settings in (("positive", positive, MASTER_ENCODING), ("positive", positive, DISPLAY_ENCODING),
+                                        ("preview", preview, DISPLAY_ENCODING), ("preview", preview, MASTER_ENCODING)):
+            kind = "master" if settings == MASTER_ENCODING else "display"
+            seconds, path = timed(lambda: write_video(tmp / "enc.mp4", frames_, fps, settings=settings), args.repeat)
+            rows.append((f"encode {name} ({kind}: {settings.preset})", seconds, n,
+                         f"{path.stat().st_size / 1024:.0f} KiB"))
+        del positive, preview
+
+        out = tmp / "files"
+        out.mkdir()
+        before, _ = timed(lambda: sequential_outputs(result, out), args.repeat)
+        rows.append(("CLI files, sequential render-then-encode (before)", before, n, "5 files, all master"))
+        after, _ = timed(lambda: pose_path.write_pose_outputs(result, out), args.repeat)
+        rows.append(("CLI files, concurrent streams (now)", after, n,
+                     f"5 files; {before[0] / after[0]:.2f}x faster than before"))
+        app_files = dict(outputs=("poses", "aligned_poses", "positive", "preview"),
+                         encodings={"positive": DISPLAY_ENCODING})
+        seconds, _ = timed(lambda: pose_path.write_pose_outputs(result, out, **app_files), args.repeat)
+        rows.append(("app preview files, concurrent (now)", seconds, n, "no negative; display encoding"))
+
+        best = None
+        for _ in range(args.repeat):  # both rows from the same (fastest) run
+            (path_t, res) = timed(lambda: pose_path.run_pose_path(args.image, video, options), 1)
+            (files_t, _) = timed(lambda: pose_path.write_pose_outputs(res, out), 1)
+            if best is None or path_t[0] + files_t[0] < best[0][0] + best[1][0]:
+                best = (path_t, files_t, len(res.aligned.positive))
+        path_t, files_t, count = best
+        rows.append(("run_pose_path (reference+extract+clean+align)", path_t, count, "file -> aligned poses"))
+        rows.append(("WHOLE PATH in-process (run_pose_path + files)",
+                     (path_t[0] + files_t[0], path_t[1] + files_t[1]), count, "file -> the 5 files"))
+
+        if args.app:
+            app_rows(args, video, bare81, rows, goals, tmp)
+        if args.cli:
+            cli_rows(args, video, info, rows, goals, tmp, decode)
+
+        print(f"\n{'stage':58s} {'seconds':>8s} {'frames/s':>9s} {'x bare':>7s} {'cpu ms/frame':>13s}  note")
         for stage, (seconds, cpu), count, note in rows:
-            fps = f"{count / seconds:9.1f}" if count and seconds else f"{'-':>9s}"
+            fps_ = f"{count / seconds:9.1f}" if count and seconds else f"{'-':>9s}"
             ratio = f"{seconds / bare_s[0]:7.2f}"
             cpu_ms = f"{1000 * cpu / count:13.1f}" if count else f"{1000 * cpu:10.1f} ms"
-            print(f"{stage:52s} {seconds:8.2f} {fps} {ratio} {cpu_ms}  {note}")
+            print(f"{stage:58s} {seconds:8.2f} {fps_} {ratio} {cpu_ms}  {note}")
+        print("\n'x bare' divides by the bare detector over the --frames frames; the goals below divide by the "
+              "bare detector over the same frames as the measured run.")
+        for line in goals:
+            print(line)
         print("\ncpu ms/frame: CPU time of all threads and of ffmpeg per frame; less disturbed by other "
               "load than wall time\n(on an idle machine with C cores a stage cannot beat "
               "C * 1000 / cpu_ms frames/s).")
         print(f"\nload after: {os.getloadavg()[0]:.1f} (2 cores shared with other work inflate every number)")
     return 0
+
+
+def app_rows(args, video, bare81, rows, goals, tmp: Path) -> None:
+    """The app's preview function in-process: first previews and slider re-runs."""
+    start = time.perf_counter()
+    import app  # noqa: F401  (torch, gradio: seconds; not part of any preview)
+
+    print(f"(import app: {time.perf_counter() - start:.1f} s)")
+    app.configure(tmp_root=tmp / "sessions")
+    cases = [("real clip", args.image, video, "", 1.3)]
+    if "dance_keyframes" in app.project_motions():
+        cases.append(("shipped motion", ASTRONAUT, None, "dance_keyframes", 0.4))
+    for label, image, clip, motion, goal in cases:
+        best = None
+        for _ in range(args.repeat):
+            session = app.PoseSession()
+            cpu = cpu_seconds()
+            first, total, outputs = run_app_preview(app, image, clip, motion, session)
+            cpu = cpu_seconds() - cpu
+            if best is None or total < best[1]:
+                best = (first, total, cpu, outputs[-1])
+        first, total, cpu, session = best
+        rows.append((f"APP first preview, {label} (81 frames)", (total, cpu), 81,
+                     f"first output after {first:.2f} s"))
+        goals.append(f"app preview, {label}: {total:.2f} s = {total / bare81[0]:.2f}x the bare detector over 81 "
+                     f"frames ({bare81[0]:.2f} s); goal <= {goal}x; first output after {first:.2f} s "
+                     f"({first / bare81[0]:.2f}x)")
+        reruns = [("smoothing 0.3 -> 0.6", {}, dict(smooth=0.6)), ("repair on -> off", {}, dict(repair=False)),
+                  ("alignment auto -> robust", {}, dict(align_mode="robust")),
+                  ("lead-in 0 -> 8", {}, dict(lead_in_frames=8))]
+        for name, before_state, after_state in reruns:
+            best_rerun = None
+            for _ in range(args.repeat):
+                run_app_preview(app, image, clip, motion, session, **before_state)  # untimed: the state before
+                cpu = cpu_seconds()
+                r_first, r_total, _ = run_app_preview(app, image, clip, motion, session, **after_state)
+                cpu = cpu_seconds() - cpu
+                if best_rerun is None or r_total < best_rerun[1]:
+                    best_rerun = (r_first, r_total, cpu)
+            r_first, r_total, cpu = best_rerun
+            rows.append((f"  re-run: {name}", (r_total, cpu), 81,
+                         f"{r_total / total:.2f}x the first preview; first output {r_first:.2f} s"))
+        goals.append(f"  slider re-runs ({label}): the 're-run' rows below its first preview")
+
+
+def cli_rows(args, video, info, rows, goals, tmp: Path, decode) -> None:
+    """`python -m steadydancer pose --fps 0` on the whole clip vs the bare detector on its frames."""
+    import subprocess
+
+    all_frames = decode(None, fps=0)
+    bare_all, _ = timed(lambda: bare_detector(all_frames), args.repeat)
+    rows.append(("bare detector, whole clip at its own rate", bare_all, len(all_frames), "--fps 0"))
+    del all_frames
+    cmd = [sys.executable, "-m", "steadydancer", "pose", "--image", str(args.image), "--video", str(video),
+           "--fps", "0", "--out", str(tmp / "cli")]
+
+    def run():
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+
+    seconds, _ = timed(run, args.repeat)
+    rows.append(("CLI pose --fps 0, whole clip, all files (subprocess)", seconds, info.num_frames,
+                 "start-up included"))
+    goals.append(f"CLI pose --fps 0: {seconds[0]:.2f} s = {seconds[0] / bare_all[0]:.2f}x the bare detector over "
+                 f"the same frames ({bare_all[0]:.2f} s); goal <= 1.6x")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ FACE_POINT_COLOR = (255, 255, 255)
 _DIM_LUT = (np.arange(256) * LIMB_DIM).astype(np.uint8)
 #: Output rows per band in :func:`resize_pose_frame`.
 RESIZE_BAND_ROWS = 32
+#: Within a band, figure columns further apart than this (output pixels) are resized separately.
+RESIZE_RUN_GAP = 16
 
 
 def official_canvas_size(ref_width: int, ref_height: int) -> tuple[int, int]:
@@ -148,8 +150,9 @@ def resize_pose_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     all black it is black. When the scale is a whole number (the default path: the official canvas
     is exactly twice the working size), PIL's ``box=`` resize of a sub-rectangle uses exactly the
     coefficients of the full-image resize (integer box offsets, same scale, kernels clipped to the
-    *image*), so resizing the figure's bounding box (plus the kernel's reach) and pasting it on
-    black gives the full resize bit for bit, about 2x faster (tests check identity). At other
+    *image*), so resizing only the rectangles where the figure is (bands of rows, runs of columns,
+    plus the kernel's reach) and pasting them on black gives the full resize bit for bit, about 3x
+    faster (tests check identity). At other
     scales fractional box offsets round a few pixels differently by one level, so those take the
     plain full resize.
     """
@@ -162,30 +165,34 @@ def resize_pose_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if in_w % out_w or in_h % out_h:
         return np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.BICUBIC))
     out = np.zeros((out_h, out_w) + frame.shape[2:], np.uint8)
-    flat = np.ascontiguousarray(frame).reshape(in_h, -1)  # H x 3W bytes, for OpenCV's bounding box
+    flat = np.ascontiguousarray(frame).reshape(in_h, -1)  # H x 3W bytes, for OpenCV
     sx, sy = in_w // out_w, in_h // out_h
     # The bicubic kernel reaches 2 * s source pixels; with integer centres that is within 2 + 1
-    # output pixels. Each band of output rows is resampled only across the columns where its
-    # source rows (kernel reach included) hold something: limbs are thin, so this skips most of
-    # the figure's bounding box too.
+    # output pixels. Each band of output rows is resampled only across the runs of columns where
+    # its source rows (kernel reach included) hold something: limbs are thin, so this skips most
+    # of the figure's bounding box too.
     reach = 3
     for oy0 in range(0, out_h, RESIZE_BAND_ROWS):
         oy1 = min(out_h, oy0 + RESIZE_BAND_ROWS)
         y0, y1 = max(0, (oy0 - reach) * sy), min(in_h, (oy1 + reach) * sy)
-        x, _, bw, bh = cv2.boundingRect(flat[y0:y1])
-        if bw == 0 or bh == 0:
+        # Columns of the band's source rows that hold something, grouped into runs: two arms far
+        # apart are two small resizes, not one across the empty space between them.
+        columns = np.flatnonzero(cv2.reduce(flat[y0:y1], 0, cv2.REDUCE_MAX).reshape(-1, 3).max(axis=1))
+        if columns.size == 0:
             continue
-        ox0 = max(0, x // 3 // sx - reach)
-        ox1 = min(out_w, -(-(x + bw) // 3) // sx + 1 + reach)
-        # Hand PIL only a crop (it copies what it is given). The crop keeps a margin wider than the
-        # kernel, so no kernel is clipped at a crop edge that is not an image edge: same pixels.
-        cx0, cx1 = max(0, (ox0 - 2 * reach) * sx), min(in_w, (ox1 + 2 * reach) * sx)
+        out_cols = columns // sx
+        cuts = np.flatnonzero(np.diff(out_cols) > RESIZE_RUN_GAP)
         cy0, cy1 = max(0, (oy0 - 2 * reach) * sy), min(in_h, (oy1 + 2 * reach) * sy)
-        band = Image.fromarray(np.ascontiguousarray(frame[cy0:cy1, cx0:cx1])).resize(
-            (ox1 - ox0, oy1 - oy0), Image.Resampling.BICUBIC,
-            box=(ox0 * sx - cx0, oy0 * sy - cy0, ox1 * sx - cx0, oy1 * sy - cy0),
-        )
-        out[oy0:oy1, ox0:ox1] = np.asarray(band)
+        for first, last in zip(np.r_[out_cols[0], out_cols[cuts + 1]], np.r_[out_cols[cuts], out_cols[-1]]):
+            ox0, ox1 = max(0, int(first) - reach), min(out_w, int(last) + 1 + reach)
+            # Hand PIL only a crop (it copies what it is given). The crop keeps a margin wider than
+            # the kernel, so no kernel is clipped at a crop edge that is not an image edge.
+            cx0, cx1 = max(0, (ox0 - 2 * reach) * sx), min(in_w, (ox1 + 2 * reach) * sx)
+            band = Image.fromarray(np.ascontiguousarray(frame[cy0:cy1, cx0:cx1])).resize(
+                (ox1 - ox0, oy1 - oy0), Image.Resampling.BICUBIC,
+                box=(ox0 * sx - cx0, oy0 * sy - cy0, ox1 * sx - cx0, oy1 * sy - cy0),
+            )
+            out[oy0:oy1, ox0:ox1] = np.asarray(band)
     return out
 
 
