@@ -285,9 +285,10 @@ def overlay(pose_img: np.ndarray, background: np.ndarray, alpha: float = 0.6) ->
         return out
     x0, x1 = x // 3, -(-(x + bw) // 3)
     pose_box, bg_box = pose_img[y:y + bh, x0:x1], bg[y:y + bh, x0:x1]
-    drawn = pose_box.max(axis=2, keepdims=True) > 0
+    b, g, r = cv2.split(pose_box)
+    drawn = cv2.max(cv2.max(b, g), r) > 0  # a pixel is drawn when any channel is
     blended = cv2.addWeighted(pose_box, alpha, bg_box, 1.0 - alpha, 0.0)
-    out[y:y + bh, x0:x1] = np.where(drawn, blended, bg_box)
+    np.copyto(out[y:y + bh, x0:x1], blended, where=drawn[..., None])
     return out
 
 
