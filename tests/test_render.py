@@ -391,8 +391,8 @@ def test_fast_resize_is_pil_bicubic_bit_for_bit(repo_root, canvas, size):
 
 
 def test_dimming_only_the_limbs_equals_dimming_the_whole_canvas(repo_root):
-    """The official multiplies the whole canvas by 0.6 after the limbs; doing it on the limbs'
-    bounding box must give identical pixels (including figures partly off the canvas)."""
+    """The official multiplies the whole canvas by 0.6 after the limbs; filling the limbs with the
+    dimmed colours must give identical pixels (overlapping limbs, figures partly off the canvas)."""
     from steadydancer.pose import render as render_module
 
     def whole_canvas_dim(canvas, body, stick, joint_r):

@@ -75,6 +75,8 @@ HAND_EDGE_COLORS = tuple(
 HAND_POINT_COLOR = _swap_rb((0, 0, 255))
 FACE_POINT_COLOR = (255, 255, 255)
 _DIM_LUT = (np.arange(256) * LIMB_DIM).astype(np.uint8)
+#: The limb colours after the official ``(canvas * 0.6).astype(uint8)``, channel by channel.
+DIMMED_BODY_COLORS = tuple(tuple(int(_DIM_LUT[int(v)]) for v in color) for color in BODY_COLORS)
 #: Output rows per band in :func:`resize_pose_frame`.
 RESIZE_BAND_ROWS = 32
 #: Within a band, figure columns further apart than this (output pixels) are resized separately.
@@ -177,7 +179,7 @@ def resize_pose_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         y0, y1 = max(0, (oy0 - reach) * sy), min(in_h, (oy1 + reach) * sy)
         # Columns of the band's source rows that hold something, grouped into runs: two arms far
         # apart are two small resizes, not one across the empty space between them.
-        columns = np.flatnonzero(cv2.reduce(flat[y0:y1], 0, cv2.REDUCE_MAX).reshape(-1, 3).max(axis=1))
+        columns = np.flatnonzero(flat[y0:y1].max(axis=0).reshape(-1, 3).max(axis=1))  # (numpy's SIMD max)
         if columns.size == 0:
             continue
         out_cols = columns // sx
@@ -213,9 +215,12 @@ def _pixels(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np
 
 
 def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -> None:
+    """Limbs, the dimming, then the joints, on a black canvas. The official fills the limbs and
+    then multiplies the whole canvas by 0.6; a fill replaces the pixels it covers (no blending),
+    so every limb pixel ends up as its last limb's colour dimmed, and black stays black: filling
+    with the dimmed colours directly gives the same pixels without a pass over the canvas."""
     h, w = canvas.shape[:2]
     xy, ok = _pixels(body, w, h)
-    polygons = []
     for i, (a, b) in enumerate(BODY_LIMBS):
         if not (ok[a] and ok[b]):
             continue
@@ -224,16 +229,7 @@ def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -
         length = ((y0 - y1) ** 2 + (x0 - x1) ** 2) ** 0.5
         angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
         polygon = cv2.ellipse2Poly((int(mx), int(my)), (int(length / 2), stick), int(angle), 0, 360, 1)
-        cv2.fillConvexPoly(canvas, polygon, BODY_COLORS[i])
-        polygons.append(polygon)
-    if polygons:
-        # The official dims the whole canvas; only the limbs are non-zero (0 * 0.6 = 0), so dimming
-        # their bounding box gives the same pixels without touching every page of a big canvas.
-        pts = np.concatenate(polygons)
-        (x0, y0), (x1, y1) = np.maximum(pts.min(axis=0), 0), pts.max(axis=0) + 1
-        if x0 < w and y0 < h and x1 > 0 and y1 > 0:
-            region = canvas[y0:y1, x0:x1]
-            region[...] = cv2.LUT(region, _DIM_LUT)
+        cv2.fillConvexPoly(canvas, polygon, DIMMED_BODY_COLORS[i])
     for j in np.flatnonzero(ok):
         cv2.circle(canvas, (int(xy[j, 0]), int(xy[j, 1])), joint_r, BODY_COLORS[j], thickness=-1)
 
