@@ -185,8 +185,10 @@ def resize_pose_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         out_cols = columns // sx
         cuts = np.flatnonzero(np.diff(out_cols) > RESIZE_RUN_GAP)
         cy0, cy1 = max(0, (oy0 - 2 * reach) * sy), min(in_h, (oy1 + 2 * reach) * sy)
-        for first, last in zip(np.r_[out_cols[0], out_cols[cuts + 1]], np.r_[out_cols[cuts], out_cols[-1]]):
-            ox0, ox1 = max(0, int(first) - reach), min(out_w, int(last) + 1 + reach)
+        firsts = [int(out_cols[0])] + out_cols[cuts + 1].tolist()
+        lasts = out_cols[cuts].tolist() + [int(out_cols[-1])]
+        for first, last in zip(firsts, lasts):
+            ox0, ox1 = max(0, first - reach), min(out_w, last + 1 + reach)
             # Hand PIL only a crop (it copies what it is given). The crop keeps a margin wider than
             # the kernel, so no kernel is clipped at a crop edge that is not an image edge.
             cx0, cx1 = max(0, (ox0 - 2 * reach) * sx), min(in_w, (ox1 + 2 * reach) * sx)
