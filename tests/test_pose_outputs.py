@@ -187,3 +187,28 @@ def test_iter_video_frames_is_what_the_decoder_counting_wraps():
 
     assert not hasattr(outputs_module, "iter_video_frames") and not hasattr(extract_module, "iter_video_frames")
     assert callable(iter_video_frames)
+
+
+def test_iter_pose_outputs_streams_events_and_can_be_cancelled(result, tmp_path):
+    from steadydancer.pose.outputs import OutputsCancelled, iter_pose_outputs
+
+    events = list(iter_pose_outputs(result, tmp_path / "all", outputs=("poses", "preview"), early_preview_frames=4))
+    kinds = [kind for kind, _ in events]
+    ready = [value[0] for kind, value in events if kind == "ready"]
+    assert kinds[-1] == "done" and "progress" in kinds and ready == ["poses", "preview_start", "preview"]
+    assert events[-1][1]["preview"].is_file()
+
+    # Closing the stream at the first file stops the work: the videos in progress are removed.
+    stream = iter_pose_outputs(result, tmp_path / "cut", outputs=("poses", "positive", "negative"))
+    for kind, value in stream:
+        if kind == "ready":
+            break
+    stream.close()
+    assert not list((tmp_path / "cut").glob("*.mp4"))
+    cancel = __import__("threading").Event()
+    cancel.set()
+    with pytest.raises(OutputsCancelled):
+        write_pose_outputs(result, tmp_path / "never", outputs=("positive",), cancel=cancel)
+    assert not list((tmp_path / "never").glob("*.mp4"))
+    with pytest.raises(ValueError, match="unknown outputs"):  # the worker's error, raised in the caller
+        list(iter_pose_outputs(result, tmp_path / "err", outputs=("thumbnail",)))

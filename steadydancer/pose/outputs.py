@@ -264,7 +264,8 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                        progress: Progress = None, outputs: Optional[Sequence[str]] = None,
                        encodings: Optional[Mapping[str, EncodeSettings]] = None,
                        early_preview_frames: int = 0,
-                       on_ready: Optional[Callable[[str, Path], None]] = None) -> dict[str, Path]:
+                       on_ready: Optional[Callable[[str, Path], None]] = None,
+                       cancel: Optional[threading.Event] = None) -> dict[str, Path]:
     """Write the pose path's files into ``out_dir``; returns {key: path} of what was written.
 
     Args:
@@ -277,6 +278,8 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
         on_ready: ``on_ready(key, path)`` when a file is complete, called from the calling
             thread (the early preview first, usually long before the rest).
         progress: ``progress(fraction, message)``, called from the calling thread.
+        cancel: when set, every stream stops, the unfinished videos are removed and
+            :class:`OutputsCancelled` is raised.
     """
     keys = list(OUTPUT_FILES) if outputs is None else list(outputs)
     unknown = set(keys) - set(OUTPUT_FILES)
@@ -333,6 +336,8 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
             while pending:
                 for stream in pending:
                     stream.join(timeout=0.02)
+                if cancel is not None and cancel.is_set():
+                    abort.set()
                 if not early_sent and early_ready.is_set() and not abort.is_set():
                     early_sent = True
                     ready("preview_start", paths["preview_start"])
@@ -350,8 +355,48 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
     for stream in streams:
         if stream.error is not None:
             raise stream.error
+    if abort.is_set():
+        raise OutputsCancelled("writing the pose videos was cancelled")
     report(1.0, "done")
     return paths
+
+
+class OutputsCancelled(Exception):
+    """:func:`write_pose_outputs` stopped because its ``cancel`` event was set."""
+
+
+def iter_pose_outputs(result, out_dir: str | Path, **kwargs) -> Iterator[tuple[str, object]]:
+    """:func:`write_pose_outputs` in a worker thread, as events in the caller's thread:
+    ``("progress", (fraction, message))``, ``("ready", (key, path))`` as each file is complete
+    (the early preview first), and last ``("done", paths)``; its error is raised here. Closing
+    the iterator early cancels the work (for a UI that streams results as they come)."""
+    import queue
+
+    events: "queue.Queue[tuple[str, object]]" = queue.Queue()
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            paths = write_pose_outputs(result, out_dir, progress=lambda f, m: events.put(("progress", (f, m))),
+                                       on_ready=lambda key, path: events.put(("ready", (key, path))),
+                                       cancel=cancel, **kwargs)
+            events.put(("done", paths))
+        except BaseException as exc:  # handed to the caller's thread
+            events.put(("error", exc))
+
+    worker = threading.Thread(target=work, daemon=True, name="pose-outputs")
+    worker.start()
+    try:
+        while True:
+            kind, value = events.get()
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield kind, value
+            if kind == "done":
+                return
+    finally:
+        cancel.set()
+        worker.join()
 
 
 def _aligned_with_meta(result):
