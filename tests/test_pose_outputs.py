@@ -37,7 +37,7 @@ def test_streamed_videos_are_the_frames_drawn_one_by_one(result, tmp_path):
     the condition files (master encoding) decode to the same pixels as encoding those frames
     with write_video, and the preview to the same pixels as render_preview's frames."""
     paths = write_pose_outputs(result, tmp_path / "out")
-    canvas = official_canvas_size(*result.reference.size)
+    canvas = official_canvas_size(*result.reference.image.size)
     for key, seq in (("positive", result.aligned.positive), ("negative", result.aligned.negative)):
         frames = list(resize_frames((render_pose(f, *canvas) for f in seq), result.reference.size))
         reference = write_video(tmp_path / f"{key}.mp4", frames, seq.fps)
