@@ -608,12 +608,12 @@ class EncodeSettings:
 #: at a visually lossless CRF. Nothing about previews may change these.
 MASTER_ENCODING = EncodeSettings(preset="medium", crf=18)
 #: Videos only people look at (pose previews, the pose video shown in the app): flat-colour
-#: skeletons on black. Chosen with ``benchmarks/display_encoding.py`` (README "The pose
-#: preview"): on such frames ``superfast`` takes about half the encoder CPU of ``medium`` at the
-#: same PSNR (the 4:2:0 chroma loss dominates every preset) for about twice the bytes (1-2
-#: Mbit/s); ``ultrafast`` saves a little more CPU but triples the bytes a browser must fetch;
-#: ``tune animation`` and shorter keyframe intervals only cost bytes here.
-DISPLAY_ENCODING = EncodeSettings(preset="superfast", crf=18)
+#: skeletons on black. Chosen with ``benchmarks/display_encoding.py`` (README "Measured
+#: numbers"): every preset gives the same PSNR on such frames (the 4:2:0 chroma loss dominates);
+#: ``ultrafast`` takes about a third of ``medium``'s encoder CPU for 2-3x the bytes, which at
+#: 1.5-2.5 Mbit/s still streams progressively on any broadband link; ``tune animation`` and
+#: shorter keyframe intervals only cost bytes here.
+DISPLAY_ENCODING = EncodeSettings(preset="ultrafast", crf=18)
 
 
 class VideoWriter:

@@ -51,7 +51,7 @@ def test_streamed_videos_are_the_frames_drawn_one_by_one(result, tmp_path):
 def test_condition_files_keep_the_master_encoding_and_the_preview_is_for_display(result, tmp_path):
     paths = write_pose_outputs(result, tmp_path, encodings={"positive": DISPLAY_ENCODING})
     assert "subme=7" in x264_options(paths["negative"])  # master: x264 medium
-    assert "subme=1" in x264_options(paths["preview"]) and "subme=1" in x264_options(paths["positive"])
+    assert "subme=0" in x264_options(paths["preview"]) and "subme=0" in x264_options(paths["positive"])
 
 
 def counting_decoder(monkeypatch):

@@ -271,18 +271,23 @@ def x264_options(path: Path) -> str:
 
 def test_master_and_display_profiles_are_separate(tmp_path):
     """What a model may read keeps x264 medium (subme 7, hex search); previews use the display
-    profile (superfast: subme 1, diamond search). write_video defaults to the master profile."""
+    profile (ultrafast: subme 0, diamond search). write_video defaults to the master profile."""
     assert MASTER_ENCODING == EncodeSettings("medium", 18) and DISPLAY_ENCODING != MASTER_ENCODING
     frames = indexed_frames(8)
     master = x264_options(write_video(tmp_path / "m.mp4", frames, 16))
     assert "subme=7" in master and "me=hex" in master and "crf=18.0" in master
-    display = x264_options(write_video(tmp_path / "d.mp4", frames, 16, settings=DISPLAY_ENCODING))
-    assert "subme=1" in display and "me=dia" in display and "crf=18.0" in display
+    display_path = write_video(tmp_path / "d.mp4", frames, 16, settings=DISPLAY_ENCODING)
+    display = x264_options(display_path)
+    assert "subme=0" in display and "me=dia" in display and "crf=18.0" in display
+    # still what every browser plays: H.264 (Constrained Baseline) 4:2:0, BT.709, moov first
+    assert re.search(r"Video: h264 \(Constrained Baseline\).*yuv420p\(tv, bt709", ffmpeg_info(display_path))
+    atoms = top_level_atoms(display_path)
+    assert atoms.index("moov") < atoms.index("mdat")
     tuned = x264_options(write_video(tmp_path / "t.mp4", frames, 16,
                                      settings=EncodeSettings("veryfast", 20, tune="animation", keyint=16)))
     assert "keyint=16" in tuned and "crf=20.0" in tuned and "deblock=1:1:1" in tuned  # animation's deblock
     override = x264_options(write_video(tmp_path / "o.mp4", frames, 16, settings=DISPLAY_ENCODING, crf=23))
-    assert "subme=1" in override and "crf=23.0" in override
+    assert "subme=0" in override and "crf=23.0" in override
 
 
 @pytest.mark.parametrize("kwargs, match", [
