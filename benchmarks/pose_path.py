@@ -21,7 +21,7 @@ at 30 fps, written with H.264 like a real upload. Every stage runs on the same c
                       app's preview files
     run_pose_path     reference + extract + clean + align, from the file (what the app caches)
 
-``--app`` (default on) calls the app's preview function in-process, as the Preview button does:
+``--app`` (default on) calls the app's preview handler in-process, as the Preview button does:
 the first preview of the clip (a fresh session: character detection, extraction, files), the
 re-runs a slider causes (smoothing, repair, alignment, lead-in: only the affected stages and the
 files), and the same for the shipped example motion (examples/, no detection). ``--cli`` times
@@ -127,15 +127,15 @@ def sequential_outputs(result, out_dir: Path) -> None:
     write_video(out_dir / "preview.mp4", preview, fps)
 
 
-def run_app_preview(app, image, video, motion, session, **pose):
-    """The Preview button's function, in-process. Returns (seconds to the first output the user
-    sees, seconds to the last, outputs); a generator (streaming preview) is run to its end."""
+def run_app_preview(studio, image, video, motion, session, **pose):
+    """The Preview button's handler, in-process. Returns (seconds to the first output the user
+    sees, seconds to the last, the last outputs); the handler streams (a generator)."""
     settings = dict(num_frames=81, smooth=0.3, repair=True, align_mode="auto", alignment_frame=-1, lead_in_frames=0)
     settings.update(pose)
     start = time.perf_counter()
-    out = app.preview_poses(str(image), str(video) if video else None, motion, settings["num_frames"],
-                            settings["smooth"], settings["repair"], settings["align_mode"],
-                            settings["alignment_frame"], settings["lead_in_frames"], session, progress=None)
+    out = studio.preview_poses(str(image), str(video) if video else None, motion, settings["num_frames"],
+                               settings["smooth"], settings["repair"], settings["align_mode"],
+                               settings["alignment_frame"], settings["lead_in_frames"], session, progress=None)
     first = None
     if hasattr(out, "__next__"):
         last = None
@@ -287,21 +287,21 @@ def app_rows(args, video, frames81, rows, goals, tmp: Path) -> None:
     preview alternates with a bare-detector run on 81 frames of the clip, so that the ratio
     compares runs made under the same load (the fastest of each is kept)."""
     start = time.perf_counter()
-    import app  # noqa: F401  (torch, gradio: seconds; not part of any preview)
+    from studio import AppConfig, Studio
+    from studio.inputs import project_motions
 
-    print(f"(import app: {time.perf_counter() - start:.1f} s)")
-    app.configure(tmp_root=tmp / "sessions")
-    cases = [("real clip", args.image, video, "", 1.3)]
-    if "dance_keyframes" in app.project_motions():
+    print(f"(import studio: {time.perf_counter() - start:.1f} s)")
+    app = Studio(AppConfig.from_env().replace(tmp_root=tmp / "sessions"))
+    cases = [(f"clip {video.name}", args.image, video, "", 1.3)]
+    if "dance_keyframes" in project_motions():
         cases.append(("shipped motion", ASTRONAUT, None, "dance_keyframes", 0.4))
     for label, image, clip, motion, goal in cases:
         best, bare81 = None, None
         for _ in range(args.repeat):
             bare = timed(lambda: bare_detector(frames81), 1)[0]
             bare81 = bare if bare81 is None or bare[0] < bare81[0] else bare81
-            session = app.PoseSession()
             cpu = cpu_seconds()
-            first, total, outputs = run_app_preview(app, image, clip, motion, session)
+            first, total, outputs = run_app_preview(app, image, clip, motion, None)  # a new session
             cpu = cpu_seconds() - cpu
             if best is None or total < best[1]:
                 best = (first, total, cpu, outputs[-1])

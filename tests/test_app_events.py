@@ -49,11 +49,23 @@ POSE = dict(motion="", num_frames=17, smooth=0.3, repair=True, align_mode="robus
             lead_in_frames=0)
 
 
-def preview(app, image, video, session=None, **changes):
+def final(outputs):
+    """The last of what a streaming handler yields (what an API client receives)."""
+    last = None
+    for last in outputs:
+        pass
+    return last
+
+
+def preview_stream(app, image, video, session=None, **changes):
     kwargs = {**POSE, **changes}
     return app.preview_poses(str(image), str(video) if video else None, kwargs["motion"], kwargs["num_frames"],
                              kwargs["smooth"], kwargs["repair"], kwargs["align_mode"], kwargs["alignment_frame"],
                              kwargs["lead_in_frames"], session=session or app.session(None), progress=None)
+
+
+def preview(app, image, video, session=None, **changes):
+    return final(preview_stream(app, image, video, session, **changes))
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +94,26 @@ def test_preview_writes_videos_report_and_poses(app, previewed):
     assert len(seq) == 17 and seq.frames_with_person().sum() >= 15
     assert "17 frames" in report and "**Repair:**" in report and "**Alignment:** robust" in report
     assert dict(session.runs) == {"reference": 1, "extract": 1, "clean": 1, "align": 1}
+
+
+def test_preview_streams_its_first_second_then_everything(app, astronaut_path, person_clip):
+    """The preview shows its first second (16 frames) with the report and poses.json as soon as it is
+    encoded, the pose video still empty; then the whole preview and the pose video. The app's pose
+    video is encoded for display and no negative video is written (nothing shows it)."""
+    from steadydancer.video import probe_video
+
+    steps = list(preview_stream(app, astronaut_path, person_clip))  # its own session: the others' counts stay
+    assert len(steps) == 2
+    (early, no_pose, report, poses_json, _), (full, pose, report2, poses_json2, session) = steps
+    assert probe_video(early, count_frames=True).num_frames == 16 and no_pose is None
+    assert probe_video(full, count_frames=True).num_frames == 17 and Path(pose).is_file()
+    assert report == report2 and poses_json == poses_json2 and Path(poses_json).is_file()
+    written = sorted(p.name for p in Path(full).parent.iterdir())
+    assert written == ["aligned_pose.mp4", "aligned_poses.json", "poses.json", "preview.mp4", "preview_start.mp4"]
+    data = Path(pose).read_bytes()
+    assert b"subme=0" in data[data.find(b"x264 - core"):][:2000]  # the display profile
+    # A clip no longer than the first second has nothing to stream early: one result.
+    assert len(list(preview_stream(app, astronaut_path, person_clip, session, smooth=0.45, num_frames=13))) == 1
 
 
 def poses(app, session, image, video, **changes):
@@ -124,21 +156,21 @@ def test_controls_rerun_only_the_stages_they_affect(app, astronaut_path, person_
 
 
 def test_refresh_runs_only_after_a_preview_and_for_the_same_inputs(app, astronaut_path, person_clip, previewed):
-    fresh = app.refresh_preview(str(astronaut_path), str(person_clip), *list(POSE.values()), session=None,
-                                progress=None)
+    fresh = final(app.refresh_preview(str(astronaut_path), str(person_clip), *list(POSE.values()), session=None,
+                                progress=None))
     assert all(isinstance(v, type(gr.skip())) for v in fresh)  # no preview yet: a slider never extracts
 
     session = previewed[-1]
     extracted = session.runs["extract"]
-    out = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
-                              progress=None)
+    out = final(app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
+                              progress=None))
     assert Path(out[0]).is_file() and session.runs["extract"] == extracted
-    again = app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
-                                progress=None)
+    again = final(app.refresh_preview(str(astronaut_path), str(person_clip), "", 17, 0.1, True, "robust", -1, 0, session=session,
+                                progress=None))
     assert all(isinstance(v, type(gr.skip())) for v in again)  # nothing changed: nothing to do
 
-    other = app.refresh_preview(str(astronaut_path), str(REPO_ROOT / "missing.mp4"), "", 17, 0.1, True, "robust",
-                                -1, 0, session=session, progress=None)
+    other = final(app.refresh_preview(str(astronaut_path), str(REPO_ROOT / "missing.mp4"), "", 17, 0.1, True, "robust",
+                                -1, 0, session=session, progress=None))
     assert all(isinstance(v, type(gr.skip())) for v in other)  # another clip waits for Preview
 
 
