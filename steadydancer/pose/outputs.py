@@ -333,6 +333,7 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                 stream.start()
             early_sent = early_preview_frames <= 0
             pending = list(streams)
+            reported = -1
             while pending:
                 for stream in pending:
                     stream.join(timeout=0.02)
@@ -346,7 +347,9 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                     if stream.error is None and not abort.is_set():
                         ready(stream.key, paths[stream.key])
                 done = sum(s.done for s in streams)
-                report(done / (total * len(streams)), f"pose videos: {done} of {total * len(streams)} frames")
+                if done != reported:
+                    reported = done
+                    report(done / (total * len(streams)), "rendering and encoding the pose videos")
         except BaseException:
             abort.set()
             for stream in streams:
