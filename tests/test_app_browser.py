@@ -63,9 +63,11 @@ def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
         page.locator("#preview-btn").click()
         video = page.locator("#preview-video video").first
         video.wait_for(timeout=90_000)
+        # The preview streams: its first second first, then the whole clip (24 frames at 16 fps).
         page.wait_for_function(
             "() => { const v = document.querySelector('#preview-video video');"
-            " return v && v.src && v.readyState >= 1 && v.videoWidth > 0; }", timeout=60_000)
+            " return v && v.src && v.readyState >= 1 && v.videoWidth > 0 && Math.abs(v.duration - 1.5) < 0.2; }",
+            timeout=60_000)
         size = page.evaluate("() => { const v = document.querySelector('#preview-video video');"
                              " return [v.videoWidth, v.videoHeight, v.duration]; }")
         report = page.locator("#repair-report").inner_text()
