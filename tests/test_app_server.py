@@ -103,9 +103,14 @@ def test_preview_poses_over_http(client, astronaut_path, person_clip):
 
     from steadydancer.video import probe_video
 
-    preview, pose, report, poses = client.predict(
-        image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
-        **POSE_DEFAULTS, api_name="/preview_poses")
+    job = client.submit(image=handle_file(str(astronaut_path)), driving_video=handle_file(str(person_clip)),
+                        **POSE_DEFAULTS, api_name="/preview_poses")
+    preview, pose, report, poses = job.result()
+    # It streams: first the preview's first second (no pose video yet), then everything.
+    early, final = job.outputs()
+    early_path = Path(early[0]["video"] if isinstance(early[0], dict) else early[0])
+    assert probe_video(early_path, count_frames=True).num_frames == 16 and early[1] is None
+    assert final[2] == report and early[2] == report
     preview_path = Path(preview["video"] if isinstance(preview, dict) else preview)
     pose_path = Path(pose["video"] if isinstance(pose, dict) else pose)
     info = probe_video(preview_path, count_frames=True)
