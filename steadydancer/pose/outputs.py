@@ -94,6 +94,9 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: 
     finally:
         for future in pending:
             future.cancel()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()  # a decoder behind ``items`` stops now, not when it is garbage-collected
 
 
 # --------------------------------------------------------------------------------------------
