@@ -224,7 +224,7 @@ def main(argv=None) -> int:
         rows.append(("render positive condition (1 thread)", seconds, n, f"2x canvas -> {size}"))
         seconds, _ = timed(lambda: pose_path.render_conditions(reference, aligned, options), args.repeat)
         rows.append(("render positive + negative (2 threads)", seconds, n, f"at {size}"))
-        pose_outputs._driving_frames(driving, n, options, pose_outputs.PREVIEW_HEIGHT)  # decode once, kept
+        pose_outputs.driving_frame_source(driving, n, options, pose_outputs.PREVIEW_HEIGHT)  # decode once, kept
         seconds, preview = timed(lambda: pose_path.render_preview(reference, driving, cleaned, aligned, options),
                                  args.repeat)
         rows.append(("render preview (1 thread, driving frames kept)", seconds, n,

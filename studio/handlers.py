@@ -115,20 +115,18 @@ def repair_summary(result: PosePathResult, source: DrivingSource, people: Option
 def comparison_frames(result: PosePathResult, positive: Sequence[np.ndarray], frames: Sequence[np.ndarray],
                       height: int = 480) -> list[np.ndarray]:
     """Side by side: the driving frame | the pose condition | the generated frame."""
+    from steadydancer.pose.outputs import driving_frame_source
     from steadydancer.pose.render import side_by_side
-    from steadydancer.video import iter_video_frames
 
     n = len(frames)
     lead = result.aligned.lead_in_frames
-    driving = []
-    if result.driving.video is not None:
-        driving = [f.frame for f in iter_video_frames(result.driving.video, fps=result.options.fps,
-                                                      max_frames=max(n - lead, 1), max_side=height)]
+    # The clip's frames kept by the extraction or the preview (decoded only if there are none).
+    driving = driving_frame_source(result.driving, max(n - lead, 1), result.options, height)
     out = []
     for t in range(n):
         panels, labels = [], []
-        if driving:
-            panels.append(driving[min(max(t - lead, 0), len(driving) - 1)])
+        if driving is not None:
+            panels.append(driving(max(t - lead, 0)))
             labels.append("driving")
         panels += [positive[min(t, len(positive) - 1)], frames[t]]
         labels += ["pose", "SteadyDancer"]

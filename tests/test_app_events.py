@@ -339,12 +339,18 @@ def with_tiny_model(app, tiny_model):
     app.config = saved
 
 
-def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, previewed, with_tiny_model):
+def test_generate_with_tiny_pipeline_on_cpu(app, astronaut_path, person_clip, previewed, with_tiny_model,
+                                            monkeypatch):
+    import steadydancer.video as video_io
     from steadydancer.video import probe_video
 
     session = previewed[-1]
     extracted = session.runs["extract"]
+    decodes = []
+    real_decoder = video_io.iter_video_frames
+    monkeypatch.setattr(video_io, "iter_video_frames", lambda *a, **k: decodes.append(a) or real_decoder(*a, **k))
     video, comparison, seed, used, session = run_generate(app, astronaut_path, person_clip, session)
+    assert decodes == []  # the comparison's driving panel uses the frames kept when the clip was read
     info = probe_video(video, count_frames=True)
     assert (info.num_frames, info.width, info.height) == (5, 64, 64)
     comp = probe_video(comparison, count_frames=True)

@@ -169,14 +169,14 @@ def preview_items(driving, cleaned, aligned, options, max_side: int = PREVIEW_HE
     seq = cleaned.poses
     count = len(seq)
     n_lead = aligned.lead_in_frames
-    frames = _driving_frames(driving, count, options, max_side)
+    frames = driving_frame_source(driving, count, options, max_side)
     for t in range(len(aligned.positive)):
         src_t = min(max(t - n_lead, 0), count - 1)
         yield (frames(src_t) if frames is not None else None), seq[src_t], aligned.positive[t]
 
 
-def _driving_frames(driving, count: int, options, max_side: int) -> Optional[Callable[[int], np.ndarray]]:
-    """A function index -> driving frame at preview size (None: no clip to show). Frames are
+def driving_frame_source(driving, count: int, options, max_side: int) -> Optional[Callable[[int], np.ndarray]]:
+    """A function index -> driving frame, longer side ``max_side`` (None: no clip to show). Frames are
     fetched in increasing order; a decoder runs only as far as needed, and what it decoded is
     kept in ``driving.frames`` (shared by every copy of ``driving``) for the next preview."""
     store = driving.frames
