@@ -220,15 +220,19 @@ class _Stream(threading.Thread):
     """Feeds one video: pulls rendered frames in order and writes them to its encoder(s)."""
 
     def __init__(self, key: str, frames: Iterator[np.ndarray], writer: VideoWriter, total: int,
-                 abort: threading.Event, early: Optional[tuple[VideoWriter, int, threading.Event]] = None):
+                 abort: threading.Event, early: Optional[tuple[VideoWriter, int, threading.Event]] = None,
+                 after: Optional[threading.Event] = None):
         super().__init__(daemon=True, name=f"pose-output-{key}")
         self.key, self.frames, self.writer, self.total = key, frames, writer, total
-        self.abort, self.early = abort, early
+        self.abort, self.early, self.after = abort, early, after
         self.done = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
+            while self.after is not None and not self.after.wait(0.05):  # the early preview goes first
+                if self.abort.is_set():
+                    break
             for frame in self.frames:
                 if self.abort.is_set():
                     break
@@ -330,8 +334,10 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                 else:
                     seq = aligned.positive if key == "positive" else aligned.negative
                     render = condition_renderer(result.reference, result.options)
+                    # With an early preview, the render threads make its frames first.
+                    after = early_ready if early_preview_frames > 0 and "preview" in paths else None
                     streams.append(_Stream(key, ordered_map(pool, render, seq), VideoWriter(
-                        paths[key], fps, settings=settings[key]), total, abort))
+                        paths[key], fps, settings=settings[key]), total, abort, after=after))
             for stream in streams:
                 stream.start()
             early_sent = early_preview_frames <= 0
