@@ -21,7 +21,9 @@ from steadydancer import settings
 from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.generation import audio_source, frame_rate_note, generation_size, prepare_job, write_result
-from steadydancer.pose.path import PosePathResult, write_pose_outputs
+from steadydancer.pose.outputs import iter_pose_outputs
+from steadydancer.pose.path import PosePathResult
+from steadydancer.video import DISPLAY_ENCODING
 
 from . import runtime
 from .config import AppConfig
@@ -41,6 +43,14 @@ from .session_store import SessionStore
 from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions
 
 log = logging.getLogger("steadydancer.app")
+
+#: What a preview writes: the files it shows, the positive video encoded for display (the model
+#: never reads it: generation renders its own conditions at the generation size), and no
+#: negative video (never shown; generation renders it too).
+PREVIEW_OUTPUTS = dict(outputs=("poses", "aligned_poses", "positive", "preview"),
+                       encodings={"positive": DISPLAY_ENCODING})
+#: The preview's first frames (one second at 16 fps), shown while the rest is rendered and encoded.
+EARLY_PREVIEW_FRAMES = 16
 
 
 def event(*outputs: str) -> Callable:
@@ -224,24 +234,38 @@ class Studio:
 
         Returns the side-by-side preview (driving | extracted | aligned over the character), the aligned
         pose video (the positive condition), a Markdown report of the repair and alignment, and the
-        extracted poses (poses.json, reusable with any character). Stops at the next frame when the
-        client disconnects or presses Cancel."""
+        extracted poses (poses.json, reusable with any character). Streams: as soon as the poses are
+        aligned and the preview's first second is encoded, that second is shown (with the report and
+        poses.json) while the rest is rendered and encoded; then everything. Stops at the next frame
+        when the client disconnects or presses Cancel."""
         options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames, frame_rate)
         image = resolve_image(image)
         source = resolve_driving(driving_video, motion)
+
+        def shown(outputs: tuple) -> tuple:
+            return outputs + (session,) if isinstance(session, PoseSession) else outputs
+
         with self.held_session(session, gr_request) as held:
             held.cancel.clear()
             result = compute_poses(held, image, source, options,
                                    watched(runtime.progress_adapter(progress, 0.0, 0.6), held, PreviewCancelled),
                                    areas=self.photo_areas)
             out = held.run_dir("preview")
-            paths = write_pose_outputs(result, out, audio_from=audio_source(result),
-                                       progress=watched(runtime.progress_adapter(progress, 0.6, 1.0), held,
-                                                        PreviewCancelled))
+            summary = repair_summary(result, source, held.people_note)
+            files = watched(runtime.progress_adapter(progress, 0.6, 1.0), held, PreviewCancelled)
+            early = EARLY_PREVIEW_FRAMES if len(result.aligned.positive) > EARLY_PREVIEW_FRAMES else 0
+            ready: dict = {}
+            for kind, value in iter_pose_outputs(result, out, audio_from=audio_source(result),
+                                                 early_preview_frames=early, **PREVIEW_OUTPUTS):
+                if kind == "progress":
+                    files(*value)  # raises on Cancel / disconnect: closing the stream stops the work
+                elif kind == "ready":
+                    key, path = value
+                    ready[key] = str(path)
+                    if key == "preview_start":  # the alignment is visible now; the pose video follows
+                        yield shown((ready[key], None, summary, ready.get("poses", gr.skip())))
             held.last_preview_key = self._preview_key(image, source, options)
-        outputs = (str(paths["preview"]), str(paths["positive"]), repair_summary(result, source, held.people_note),
-                   str(paths["poses"]))
-        return outputs + (session,) if isinstance(session, PoseSession) else outputs
+        yield shown((ready["preview"], ready["positive"], summary, ready["poses"]))
 
     @staticmethod
     def _preview_key(image, source, options) -> tuple:
@@ -252,33 +276,40 @@ class Studio:
                         alignment_frame, lead_in_frames, frame_rate=settings.FRAME_RATE.default, session=None,
                         progress=gr.Progress(), gr_request: gr.Request = None):
         """Re-run the preview after a pose control changed -- only once this clip was previewed, so a
-        control never starts the detector on a clip by itself (a longer length may read more of it)."""
+        control never starts the detector on a clip by itself (a longer length may read more of it).
+        Streams like :meth:`preview_poses`."""
         direct = isinstance(session, PoseSession)
         skip = (gr.skip(),) * (5 if direct else 4)
         if not direct:
             session = self.request_session(gr_request)
         if session is None or session.driving is None:
-            return skip
+            yield skip
+            return
         try:
             source = resolve_driving(driving_video, motion)
             image = resolve_image(image)
             options = pose_options(num_frames, smooth, repair, align_mode, alignment_frame, lead_in_frames,
                                    frame_rate)
         except SteadyDancerInputError:
-            return skip  # the user is still filling the inputs; Preview will say what is missing
+            yield skip  # the user is still filling the inputs; Preview will say what is missing
+            return
         if session.driving[0][0] != source.key or session.last_preview_key == self._preview_key(image, source, options):
-            return skip
-        return self.preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode,
-                                  alignment_frame, lead_in_frames, frame_rate, session=session if direct else None,
-                                  progress=progress, gr_request=gr_request)
+            yield skip
+            return
+        yield from self.preview_poses(image, driving_video, motion, num_frames, smooth, repair, align_mode,
+                                      alignment_frame, lead_in_frames, frame_rate, session=session if direct else None,
+                                      progress=progress, gr_request=gr_request)
 
     @event("preview_video", "pose_video", "report", "poses_file")
     def preview_example(self, image, driving_video, motion):
-        """gr.Examples entry point (cached lazily): the preview with default pose settings."""
-        outputs = self.preview_poses(image, driving_video, motion, settings.NUM_FRAMES.default,
-                                     settings.SMOOTH.default, settings.REPAIR_DEFAULT, settings.ALIGN_MODE.default,
-                                     settings.ALIGNMENT_FRAME.default, settings.LEAD_IN_FRAMES.default,
-                                     session=PoseSession.create(self.config.tmp_root), progress=None)
+        """gr.Examples entry point (cached lazily): the preview with default pose settings (its final
+        outputs: a cached example has nothing to stream)."""
+        outputs = None
+        for outputs in self.preview_poses(image, driving_video, motion, settings.NUM_FRAMES.default,
+                                          settings.SMOOTH.default, settings.REPAIR_DEFAULT, settings.ALIGN_MODE.default,
+                                          settings.ALIGNMENT_FRAME.default, settings.LEAD_IN_FRAMES.default,
+                                          session=PoseSession.create(self.config.tmp_root), progress=None):
+            pass
         return outputs[:4]  # its folder goes with the sweep, once Gradio has cached the outputs
 
     # -- generation ------------------------------------------------------------------------------

@@ -79,6 +79,21 @@ def render_threads() -> int:
     return max(1, min(2, cores))
 
 
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def render_pool() -> ThreadPoolExecutor:
+    """The process's render threads (:func:`render_threads` of them), made on first use and shared
+    by every call: long-lived threads reuse their memory from one preview to the next (new threads
+    per call would each grow their own allocator arena in a long-running server)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=render_threads(), thread_name_prefix="pose-render")
+        return _POOL
+
+
 def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int = RENDER_AHEAD) -> Iterator:
     """``fn(item)`` for each item, computed on ``pool`` at most ``ahead`` items in advance, yielded
     in order. ``items`` is consumed lazily (it may be a decoder); closing the iterator cancels
@@ -316,54 +331,54 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
     abort = threading.Event()
     streams: list[_Stream] = []
     early_ready = threading.Event()
-    with ThreadPoolExecutor(max_workers=render_threads(), thread_name_prefix="pose-render") as pool:
-        try:
-            for key in videos:
-                if key == "preview":
-                    layout = preview_layout(result.reference, result.cleaned, result.options)
-                    items = preview_items(result.driving, result.cleaned, aligned, result.options)
-                    frames = ordered_map(pool, lambda item, layout=layout: preview_frame(layout, *item), items)
-                    writer = VideoWriter(paths[key], fps, settings=settings[key], audio_from=audio_from,
-                                         num_frames=total)
-                    early = None
-                    if early_preview_frames > 0:
-                        paths["preview_start"] = out / EARLY_PREVIEW_FILE
-                        early = (VideoWriter(paths["preview_start"], fps, settings=settings[key]),
-                                 int(early_preview_frames), early_ready)
-                    streams.append(_Stream(key, frames, writer, total, abort, early))
-                else:
-                    seq = aligned.positive if key == "positive" else aligned.negative
-                    render = condition_renderer(result.reference, result.options)
-                    # With an early preview, the render threads make its frames first.
-                    after = early_ready if early_preview_frames > 0 and "preview" in paths else None
-                    streams.append(_Stream(key, ordered_map(pool, render, seq), VideoWriter(
-                        paths[key], fps, settings=settings[key]), total, abort, after=after))
-            for stream in streams:
-                stream.start()
-            early_sent = early_preview_frames <= 0
-            pending = list(streams)
-            reported = -1
-            while pending:
-                for stream in pending:
-                    stream.join(timeout=0.02)
-                if cancel is not None and cancel.is_set():
-                    abort.set()
-                if not early_sent and early_ready.is_set() and not abort.is_set():
-                    early_sent = True
-                    ready("preview_start", paths["preview_start"])
-                for stream in [s for s in pending if not s.is_alive()]:
-                    pending.remove(stream)
-                    if stream.error is None and not abort.is_set():
-                        ready(stream.key, paths[stream.key])
-                done = sum(s.done for s in streams)
-                if done != reported:
-                    reported = done
-                    report(done / (total * len(streams)), "rendering and encoding the pose videos")
-        except BaseException:
-            abort.set()
-            for stream in streams:
-                stream.join()
-            raise
+    pool = render_pool()  # shared by every call (see render_pool)
+    try:
+        for key in videos:
+            if key == "preview":
+                layout = preview_layout(result.reference, result.cleaned, result.options)
+                items = preview_items(result.driving, result.cleaned, aligned, result.options)
+                frames = ordered_map(pool, lambda item, layout=layout: preview_frame(layout, *item), items)
+                writer = VideoWriter(paths[key], fps, settings=settings[key], audio_from=audio_from,
+                                     num_frames=total)
+                early = None
+                if early_preview_frames > 0:
+                    paths["preview_start"] = out / EARLY_PREVIEW_FILE
+                    early = (VideoWriter(paths["preview_start"], fps, settings=settings[key]),
+                             int(early_preview_frames), early_ready)
+                streams.append(_Stream(key, frames, writer, total, abort, early))
+            else:
+                seq = aligned.positive if key == "positive" else aligned.negative
+                render = condition_renderer(result.reference, result.options)
+                # With an early preview, the render threads make its frames first.
+                after = early_ready if early_preview_frames > 0 and "preview" in paths else None
+                streams.append(_Stream(key, ordered_map(pool, render, seq), VideoWriter(
+                    paths[key], fps, settings=settings[key]), total, abort, after=after))
+        for stream in streams:
+            stream.start()
+        early_sent = early_preview_frames <= 0
+        pending = list(streams)
+        reported = -1
+        while pending:
+            for stream in pending:
+                stream.join(timeout=0.02)
+            if cancel is not None and cancel.is_set():
+                abort.set()
+            if not early_sent and early_ready.is_set() and not abort.is_set():
+                early_sent = True
+                ready("preview_start", paths["preview_start"])
+            for stream in [s for s in pending if not s.is_alive()]:
+                pending.remove(stream)
+                if stream.error is None and not abort.is_set():
+                    ready(stream.key, paths[stream.key])
+            done = sum(s.done for s in streams)
+            if done != reported:
+                reported = done
+                report(done / (total * len(streams)), "rendering and encoding the pose videos")
+    except BaseException:
+        abort.set()
+        for stream in streams:
+            stream.join()
+        raise
     for stream in streams:
         if stream.error is not None:
             raise stream.error
