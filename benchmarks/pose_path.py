@@ -135,7 +135,8 @@ def run_app_preview(studio, image, video, motion, session, **pose):
     start = time.perf_counter()
     out = studio.preview_poses(str(image), str(video) if video else None, motion, settings["num_frames"],
                                settings["smooth"], settings["repair"], settings["align_mode"],
-                               settings["alignment_frame"], settings["lead_in_frames"], session, progress=None)
+                               settings["alignment_frame"], settings["lead_in_frames"], session=session,
+                               progress=None)
     first = None
     if hasattr(out, "__next__"):
         last = None
