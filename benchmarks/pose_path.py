@@ -14,8 +14,8 @@ at 30 fps, written with H.264 like a real upload. Every stage runs on the same c
     extract 2 workers the same on two threads / two segments (if the clip is long enough)
     extract from file extract_video_poses: decode and detect together (auto workers)
     clean, align, render  the later stages of steadydancer.pose.path on those poses
-    render / encode   each video's frames, and each encode alone (master = condition files,
-                      display = previews; steadydancer.video)
+    render / encode   each video's frames, and each encode alone (master = generated videos,
+                      condition = the condition files, display = previews; steadydancer.video)
     files             write_pose_outputs: the CLI's five files, sequential as before (render all,
                       then encode each with the master settings) and concurrent (as now); the
                       app's preview files
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
                         help="time `python -m steadydancer pose --fps 0` on the whole clip")
     args = parser.parse_args(argv)
 
-    from steadydancer.video import DISPLAY_ENCODING, MASTER_ENCODING, iter_video_frames, probe_video, write_video
+    from steadydancer.video import (CONDITION_ENCODING, DISPLAY_ENCODING, MASTER_ENCODING, iter_video_frames,
+                                    probe_video, write_video)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -230,9 +231,11 @@ def main(argv=None) -> int:
                                  args.repeat)
         rows.append(("render preview (1 thread, driving frames kept)", seconds, n,
                      f"{preview[0].shape[1]}x{preview[0].shape[0]}"))
-        for name, frames_, settings in (("positive", positive, MASTER_ENCODING), ("positive", positive, DISPLAY_ENCODING),
-                                        ("preview", preview, DISPLAY_ENCODING), ("preview", preview, MASTER_ENCODING)):
-            kind = "master" if settings == MASTER_ENCODING else "display"
+        kinds = {"master": MASTER_ENCODING, "condition": CONDITION_ENCODING, "display": DISPLAY_ENCODING}
+        for name, frames_, kind in (("positive", positive, "master"), ("positive", positive, "condition"),
+                                    ("positive", positive, "display"), ("preview", preview, "display"),
+                                    ("preview", preview, "master")):
+            settings = kinds[kind]
             seconds, path = timed(lambda: write_video(tmp / "enc.mp4", frames_, fps, settings=settings), args.repeat)
             rows.append((f"encode {name} ({kind}: {settings.preset})", seconds, n,
                          f"{path.stat().st_size / 1024:.0f} KiB"))

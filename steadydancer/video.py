@@ -29,14 +29,21 @@ Writing (:func:`write_video`)
     frame count is known up front (``num_frames``) the audio is muxed in the same ffmpeg run.
 
 Encoder settings (:class:`EncodeSettings`)
-    Two named profiles, so that what people look at and what a model may consume never share a
-    knob: :data:`MASTER_ENCODING` (x264 ``medium``, CRF 18: generated videos and the pose
-    condition files, the default of :func:`write_video`) and :data:`DISPLAY_ENCODING` (previews
-    of flat-colour skeletons on black, chosen by ``benchmarks/display_encoding.py``).
+    Named profiles by what a video is, so that no two purposes share a knob:
+    :data:`MASTER_ENCODING` (x264 ``medium``, CRF 18: generated videos, camera-like content, the
+    default of :func:`write_video`), :data:`CONDITION_ENCODING` (the pose condition files) and
+    :data:`DISPLAY_ENCODING` (previews); the last two are flat-colour skeletons on black and
+    were chosen by ``benchmarks/display_encoding.py``.
+
+Colours
+    :class:`VideoWriter` converts each RGB frame to BT.709 limited-range yuv420p itself
+    (:func:`rgb_to_yuv420p`, in the thread that writes, only the non-black part of the frame)
+    and pipes that: half the bytes of RGB, and no work left for ffmpeg's scaler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -571,19 +578,107 @@ def _run_ffmpeg(cmd: list[str], what: str) -> None:
         raise RuntimeError(f"ffmpeg failed while {what}: {' | '.join(tail)}")
 
 
+# ----------------------------------------------------------------------------------------------
+# Colour conversion
+# ----------------------------------------------------------------------------------------------
+
+
+def _bt709_tv_matrix() -> np.ndarray:
+    """RGB (0..255) -> BT.709 limited-range Y'CbCr as a 3x4 affine matrix (rows Y, Cb, Cr; the
+    last column the offsets 16, 128, 128): Y spans 16..235 and Cb/Cr 16..240 (ITU-R BT.709-6)."""
+    kr, kb = 0.2126, 0.0722
+    luma = np.array([kr, 1.0 - kr - kb, kb])
+    y = 219.0 / 255.0 * luma
+    cb = 224.0 / 255.0 * 0.5 * (np.array([0.0, 0.0, 1.0]) - luma) / (1.0 - kb)
+    cr = 224.0 / 255.0 * 0.5 * (np.array([1.0, 0.0, 0.0]) - luma) / (1.0 - kr)
+    return np.column_stack([np.stack([y, cb, cr]), [16.0, 128.0, 128.0]])
+
+
+#: The conversion :class:`VideoWriter` applies before x264 (the files are tagged BT.709 "tv").
+BT709_TV_MATRIX = _bt709_tv_matrix()
+_YCC_MATRIX = BT709_TV_MATRIX.astype(np.float32)
+#: Y, Cb, Cr of RGB black: the planes start from it and only the lit part is converted.
+YUV_BLACK = (16, 128, 128)
+
+
+def lit_box(frame: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1), the bounding box of the pixels that are not pure black, grown to even
+    coordinates (a box of whole 2x2 chroma blocks); ``None`` for an all-black frame."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    # Non-zero *bytes* of the (H, W*3) view: the x range comes out in bytes.
+    x, y, bw, bh = cv2.boundingRect(frame.reshape(h, w * 3))
+    if bw == 0 or bh == 0:
+        return None
+    x0, x1 = x // 3, (x + bw - 1) // 3 + 1  # pixels [x0, x1)
+    return y & ~1, min(h, (y + bh + 1) & ~1), x0 & ~1, min(w, (x1 + 1) & ~1)
+
+
+def _channel_into(src: np.ndarray, channel: int, dst: np.ndarray) -> None:
+    """``dst[...] = src[..., channel]`` with OpenCV (~5x faster than numpy's strided copy)."""
+    import cv2
+
+    got = cv2.extractChannel(src, channel, dst=dst)
+    if not np.may_share_memory(got, dst):  # OpenCV made its own array: copy it over
+        dst[...] = got
+
+
+def rgb_to_yuv420p(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8 with even sides as BT.709 limited-range yuv420p: the planar
+    bytes ffmpeg's ``-pix_fmt yuv420p`` raw input expects (Y plane, then Cb, then Cr), as a flat
+    uint8 array (``out`` is reused when given).
+
+    Every pixel is converted (rounded to the nearest code); each chroma sample is the mean of
+    its 2x2 block's (rounded) Cb/Cr, rounded again: at most one code off the exact mean.
+    Only the bounding box of the non-black pixels is converted: black is exactly
+    :data:`YUV_BLACK`, so for skeleton frames (mostly black) most of the work is a fill. Done in
+    the producer's thread with OpenCV (it releases the GIL), this is cheaper than ffmpeg's
+    swscale on RGB input and halves the bytes piped to ffmpeg (``benchmarks/display_encoding.py``).
+    """
+    import cv2
+
+    h, w = frame.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"yuv420p needs even sides, got {w}x{h}")
+    size = h * w
+    if out is None:
+        out = np.empty(size * 3 // 2, np.uint8)
+    luma = out[:size].reshape(h, w)
+    cb = out[size:size * 5 // 4].reshape(h // 2, w // 2)
+    cr = out[size * 5 // 4:].reshape(h // 2, w // 2)
+    box = lit_box(frame)
+    if box is None or box != (0, h, 0, w):
+        luma.fill(YUV_BLACK[0])
+        out[size:].fill(YUV_BLACK[1])  # Cb and Cr are both 128
+    if box is None:
+        return out
+    y0, y1, x0, x1 = box
+    # One 3x4 transform (OpenCV vectorises 3-channel output; a 1-channel one is ~5x slower).
+    ycc = cv2.transform(frame[y0:y1, x0:x1], _YCC_MATRIX)
+    _channel_into(ycc, 0, luma[y0:y1, x0:x1])
+    blocks = cv2.resize(ycc, ((x1 - x0) // 2, (y1 - y0) // 2), interpolation=cv2.INTER_AREA)
+    _channel_into(blocks, 1, cb[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+    _channel_into(blocks, 2, cr[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+    return out
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """libx264 settings of one kind of output video (always H.264, yuv420p, BT.709, faststart).
 
     ``preset`` and ``crf`` are x264's; ``tune`` an x264 tune (``None``: none); ``keyint`` the
     longest distance between keyframes in frames (``None``: x264's default, 250), which sets how
-    finely a browser can seek.
+    finely a browser can seek; ``threads`` x264's threads (``None``: x264's choice, about 1.5 per
+    core plus lookahead threads). Small videos encoded side by side (the pose files) spend less CPU
+    with one thread each: they run concurrently anyway, and x264's frame threads only add work.
     """
 
     preset: str = "medium"
     crf: int = 18
     tune: Optional[str] = None
     keyint: Optional[int] = None
+    threads: Optional[int] = None
 
     def __post_init__(self):
         if self.preset not in X264_PRESETS:
@@ -594,6 +689,8 @@ class EncodeSettings:
             raise ValueError(f"tune must be one of {X264_TUNES} or None, got {self.tune!r}")
         if self.keyint is not None and int(self.keyint) < 1:
             raise ValueError(f"keyint must be >= 1, got {self.keyint}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def ffmpeg_args(self) -> list[str]:
         args = ["-c:v", "libx264", "-preset", self.preset, "-crf", str(int(self.crf))]
@@ -601,11 +698,13 @@ class EncodeSettings:
             args += ["-tune", self.tune]
         if self.keyint:
             args += ["-g", str(int(self.keyint))]
+        if self.threads:
+            args += ["-threads", str(int(self.threads))]
         return args
 
 
-#: Generated videos and the pose *condition* files (what a model may read back): x264's defaults
-#: at a visually lossless CRF. Nothing about previews may change these.
+#: Generated videos (camera-like content): x264's defaults at a visually lossless CRF. Nothing
+#: about previews or pose files may change these.
 MASTER_ENCODING = EncodeSettings(preset="medium", crf=18)
 #: Videos only people look at (pose previews, the pose video shown in the app): flat-colour
 #: skeletons on black. Chosen with ``benchmarks/display_encoding.py`` (README "Measured
@@ -614,6 +713,18 @@ MASTER_ENCODING = EncodeSettings(preset="medium", crf=18)
 #: 1.5-2.5 Mbit/s still streams progressively on any broadband link; ``tune animation`` and
 #: shorter keyframe intervals only cost bytes here.
 DISPLAY_ENCODING = EncodeSettings(preset="ultrafast", crf=18)
+#: The pose condition *files* (aligned_pose.mp4, negative_pose.mp4: for people and external
+#: tools; generation renders its own conditions in memory, steadydancer.pose.conditioning).
+#: Chosen with ``benchmarks/display_encoding.py`` on the example's 768x768 condition (81 frames,
+#: encode CPU incl. the RGB -> yuv420p conversion, cheapest of 5): ``ultrafast`` with one thread
+#: 0.16 s, 876 KiB, 39.9 dB PSNR against the rendered frames; ``medium`` (the master profile,
+#: which these files used before) 0.61 s, 278 KiB, 39.5 dB; ``superfast`` 0.27 s, 544 KiB,
+#: 39.8 dB. Flat colours on black: the 4:2:0 chroma loss sets the PSNR, not the preset, so the
+#: cheapest preset loses nothing; 1.4 Mbit/s is no concern for local files. ``tune stillimage``
+#: and a 16-frame keyframe interval cost the same CPU (keyint adds 6 % bytes). One thread: these
+#: files are encoded side by side with the preview and the rendering (-12 % CPU vs x264's own
+#: threading). The CRF stays the master's 18, so an external tool reads the same picture.
+CONDITION_ENCODING = EncodeSettings(preset="ultrafast", crf=18, threads=1)
 
 
 class VideoWriter:
@@ -655,24 +766,18 @@ class VideoWriter:
         self._proc: subprocess.Popen | None = None
         self._errfile = None
         self._size: tuple[int, int] | None = None  # (h, w) of the input frames
+        self._yuv: np.ndarray | None = None  # the converted frame, reused
         self.count = 0
         self._closed = False
 
     def _start(self, h: int, w: int) -> None:
-        out_w, out_h = max(2, w - w % 2), max(2, h - h % 2)
-        vf = []
-        if (out_w, out_h) != (w, h):
-            # 1-pixel sides (never in practice) are padded since there is nothing to crop.
-            if w < 2 or h < 2:
-                vf.append(f"pad={max(w, 2)}:{max(h, 2)}")
-            vf.append(f"crop={out_w}:{out_h}:0:0")
-        # BT.709 matrix, tagged, so browsers and ffmpeg agree on the colours.
-        vf.append("scale=out_color_matrix=bt709:out_range=tv")
-        vf.append("setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv")
+        out_h, out_w = _even_size(h, w)
+        # The frames come as BT.709 limited-range yuv420p (rgb_to_yuv420p), tagged so, so that
+        # browsers and ffmpeg agree on the colours; ffmpeg converts nothing.
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", _rate_arg(self.fps),
-            "-i", "pipe:0",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{out_w}x{out_h}",
+            "-framerate", _rate_arg(self.fps), "-i", "pipe:0",
         ]
         if self._mux_now:
             cmd += ["-ss", f"{self.audio_start:.6f}", "-i", str(self.audio_from),
@@ -681,7 +786,7 @@ class VideoWriter:
         else:
             cmd += ["-an"]
         cmd += [
-            "-vf", ",".join(vf),
+            "-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
             *self.settings.ffmpeg_args(), "-pix_fmt", "yuv420p",
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
             "-color_range", "tv",
@@ -691,16 +796,19 @@ class VideoWriter:
         self._errfile = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errfile)
         self._size = (h, w)
+        self._yuv = np.empty(out_h * out_w * 3 // 2, np.uint8)
 
     def write(self, frame: np.ndarray) -> None:
-        """Send one frame (H, W, 3) uint8; every frame must have the first frame's size."""
+        """Send one frame (H, W, 3) uint8; every frame must have the first frame's size. It is
+        converted to yuv420p here, in the caller's thread (:func:`rgb_to_yuv420p`)."""
         if self._closed:
             raise ValueError("VideoWriter: write after close")
         frame = _check_frame(frame, self._size)
         if self._proc is None:
             self._start(*frame.shape[:2])
+        yuv = rgb_to_yuv420p(_to_even(frame), self._yuv)
         try:
-            self._proc.stdin.write(memoryview(frame).cast("B"))
+            self._proc.stdin.write(memoryview(yuv))  # blocks until ffmpeg has it all: _yuv is reusable
         except BrokenPipeError:
             pass  # ffmpeg died; close() reports its error
         self.count += 1
@@ -789,9 +897,8 @@ def write_video(
     """
     settings = settings or MASTER_ENCODING
     if crf is not None or preset is not None:
-        settings = EncodeSettings(preset=settings.preset if preset is None else preset,
-                                  crf=settings.crf if crf is None else crf,
-                                  tune=settings.tune, keyint=settings.keyint)
+        settings = dataclasses.replace(settings, preset=settings.preset if preset is None else preset,
+                                       crf=settings.crf if crf is None else crf)
     if num_frames is None and hasattr(frames, "__len__") and len(frames) > 0:  # type: ignore[arg-type]
         num_frames = len(frames)  # type: ignore[arg-type]
     writer = VideoWriter(path, fps, settings=settings, audio_from=audio_from, audio_start=audio_start,
@@ -814,6 +921,21 @@ def _has_audio_stream(path: Path) -> bool:
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path.resolve())],
                           capture_output=True, timeout=PROBE_TIMEOUT)
     return bool(re.search(r"Stream #\d+:\d+.*?: Audio: ", proc.stderr.decode("utf-8", "replace")))
+
+
+def _even_size(h: int, w: int) -> tuple[int, int]:
+    """(H, W) made even for yuv420p: odd sides lose their last row/column, 1-pixel sides become 2."""
+    return max(2, h - h % 2), max(2, w - w % 2)
+
+
+def _to_even(frame: np.ndarray) -> np.ndarray:
+    """``frame`` cropped by one pixel on the right/bottom where a side is odd (a 1-pixel loss is
+    invisible; padding would add a visible line); 1-pixel sides are padded with black."""
+    h, w = frame.shape[:2]
+    if h < 2 or w < 2:
+        frame = np.pad(frame, ((0, max(0, 2 - h)), (0, max(0, 2 - w)), (0, 0)))
+    out_h, out_w = _even_size(h, w)
+    return frame[:out_h, :out_w]
 
 
 def _check_frame(frame, size: tuple[int, int] | None) -> np.ndarray:

@@ -14,7 +14,9 @@ from steadydancer.pose.path import (
     write_pose_outputs,
 )
 from steadydancer.pose.render import official_canvas_size, render_pose, resize_frames
-from steadydancer.video import DISPLAY_ENCODING, iter_video_frames, probe_video, read_video, write_video
+from steadydancer.video import (
+    CONDITION_ENCODING, DISPLAY_ENCODING, MASTER_ENCODING, iter_video_frames, probe_video, read_video, write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +36,13 @@ def x264_options(path) -> str:
 
 def test_streamed_videos_are_the_frames_drawn_one_by_one(result, tmp_path):
     """The concurrent writer encodes exactly the frames of the plain per-frame drawing, in order:
-    the condition files (master encoding) decode to the same pixels as encoding those frames
-    with write_video, and the preview to the same pixels as render_preview's frames."""
+    the condition files decode to the same pixels as encoding those frames with write_video and
+    the condition profile, and the preview to the same pixels as render_preview's frames."""
     paths = write_pose_outputs(result, tmp_path / "out")
     canvas = official_canvas_size(*result.reference.image.size)
     for key, seq in (("positive", result.aligned.positive), ("negative", result.aligned.negative)):
         frames = list(resize_frames((render_pose(f, *canvas) for f in seq), result.reference.size))
-        reference = write_video(tmp_path / f"{key}.mp4", frames, seq.fps)
+        reference = write_video(tmp_path / f"{key}.mp4", frames, seq.fps, settings=CONDITION_ENCODING)
         np.testing.assert_array_equal(decoded(paths[key]), decoded(reference), err_msg=key)
     preview = render_preview(result.reference, result.driving, result.cleaned, result.aligned, result.options)
     reference = write_video(tmp_path / "preview.mp4", preview, 16, settings=DISPLAY_ENCODING)
@@ -48,9 +50,13 @@ def test_streamed_videos_are_the_frames_drawn_one_by_one(result, tmp_path):
     assert len(preview) == len(result.aligned.positive) == 26
 
 
-def test_condition_files_keep_the_master_encoding_and_the_preview_is_for_display(result, tmp_path):
+def test_condition_files_use_the_condition_encoding_and_the_preview_is_for_display(result, tmp_path):
+    """The condition files: skeleton settings (x264 ultrafast, one thread), not the master's
+    medium, which stays for generated videos; the preview: the display profile."""
+    assert CONDITION_ENCODING != MASTER_ENCODING
     paths = write_pose_outputs(result, tmp_path, encodings={"positive": DISPLAY_ENCODING})
-    assert "subme=7" in x264_options(paths["negative"])  # master: x264 medium
+    negative = x264_options(paths["negative"])
+    assert "subme=0" in negative and " threads=1 " in negative and "crf=18.0" in negative
     assert "subme=0" in x264_options(paths["preview"]) and "subme=0" in x264_options(paths["positive"])
 
 

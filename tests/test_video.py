@@ -11,8 +11,8 @@ import pytest
 
 from steadydancer.errors import SteadyDancerInputError
 from steadydancer.video import (
-    DISPLAY_ENCODING, MASTER_ENCODING, EncodeSettings, VideoClip, VideoFrame, VideoInfo, VideoWriter, ffmpeg_exe,
-    iter_video_frames, probe_video, read_video, write_video,
+    CONDITION_ENCODING, DISPLAY_ENCODING, MASTER_ENCODING, YUV_BLACK, EncodeSettings, VideoClip, VideoFrame, VideoInfo,
+    VideoWriter, ffmpeg_exe, iter_video_frames, lit_box, probe_video, read_video, rgb_to_yuv420p, write_video,
 )
 
 
@@ -233,6 +233,74 @@ def test_write_video_colours_round_trip(tmp_path):
         np.testing.assert_allclose(clip.frames[0][16 * i + 8, 16], c, atol=4)
 
 
+def yuv_planes(yuv: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    size = h * w
+    return (yuv[:size].reshape(h, w), yuv[size:size * 5 // 4].reshape(h // 2, w // 2),
+            yuv[size * 5 // 4:].reshape(h // 2, w // 2))
+
+
+@pytest.mark.parametrize("rgb, ycbcr", [
+    # ITU-R BT.709 limited range, the textbook values (BT.601 would give red 81, 90, 240)
+    ((0, 0, 0), YUV_BLACK), ((255, 255, 255), (235, 128, 128)), ((255, 0, 0), (63, 102, 240)),
+    ((0, 255, 0), (173, 42, 26)), ((0, 0, 255), (32, 240, 118)),
+])
+def test_rgb_to_yuv420p_is_bt709_limited_range(rgb, ycbcr):
+    planes = yuv_planes(rgb_to_yuv420p(np.full((6, 10, 3), rgb, np.uint8)), 6, 10)
+    for plane, expected in zip(planes, ycbcr):
+        assert (plane == expected).all(), (rgb, plane, expected)
+
+
+def test_rgb_to_yuv420p_converts_only_the_lit_box_and_matches_the_whole_frame_conversion():
+    """Skeleton frames are mostly black: only the box around the non-black pixels is converted,
+    and the result equals converting every pixel (luma per pixel, chroma the 2x2 block mean)."""
+    rng = np.random.default_rng(3)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[13:30, 21:40] = rng.integers(0, 256, (17, 19, 3))  # odd edges: the box grows to even ones
+    frame[41, 7] = (0, 0, 9)  # a single dim blue pixel still counts
+    assert lit_box(frame) == (12, 42, 6, 40) and lit_box(np.zeros_like(frame)) is None
+    y, cb, cr = yuv_planes(rgb_to_yuv420p(frame), 48, 64)
+    # the reference: float64 BT.709 per pixel, then the 2x2 means of the rounded Cb/Cr
+    kr, kb = 0.2126, 0.0722
+    rgbf = frame.astype(np.float64)
+    luma = rgbf @ np.array([kr, 1 - kr - kb, kb])
+    ref_y = np.rint(16 + 219 / 255 * luma)
+    ref_c = [np.rint(128 + 224 / 255 * 0.5 * (rgbf[..., c] - luma) / (1 - k)) for c, k in ((2, kb), (0, kr))]
+    ref_c = [c.reshape(24, 2, 32, 2).mean(axis=(1, 3)) for c in ref_c]
+    np.testing.assert_allclose(y, ref_y, atol=1)
+    np.testing.assert_allclose(cb, ref_c[0], atol=1)
+    np.testing.assert_allclose(cr, ref_c[1], atol=1)
+    black = frame.max(-1) == 0
+    assert (y[black] == 16).all() and y[41, 7] == 17 and cb[20, 3] == 129  # Y 16.56, Cb (131.95 + 3 * 128) / 4
+    assert (cb[:6] == 128).all() and (cr[:, 20:] == 128).all()
+    with pytest.raises(ValueError, match="even"):
+        rgb_to_yuv420p(np.zeros((5, 4, 3), np.uint8))
+
+
+@pytest.mark.parametrize("settings", [MASTER_ENCODING, CONDITION_ENCODING, DISPLAY_ENCODING],
+                         ids=["master", "condition", "display"])
+def test_palette_colours_survive_the_encoder(tmp_path, settings):
+    """The pose palette (full and dimmed limb colours, joints, face points), white and black go
+    through the writer and the decoder (which reads the BT.709 tag) and come back within 4 levels
+    per channel; black stays exactly black. A BT.601 matrix misses by up to 40 levels."""
+    from steadydancer.pose.render import BODY_COLORS, DIMMED_BODY_COLORS, FACE_POINT_COLOR, HAND_POINT_COLOR
+
+    colours = list(dict.fromkeys([*BODY_COLORS, *DIMMED_BODY_COLORS, HAND_POINT_COLOR, FACE_POINT_COLOR,
+                                  (255, 255, 255)]))
+    frame = np.zeros((16 + 32 * 5, 16 + 32 * 8, 3), np.uint8)
+    centres = []
+    for i, colour in enumerate(colours):  # 16x16 patches on the macroblock grid, 16 px of black between
+        r, k = divmod(i, 8)
+        frame[16 + 32 * r:32 + 32 * r, 16 + 32 * k:32 + 32 * k] = colour
+        centres.append((24 + 32 * r, 24 + 32 * k))
+    path = write_video(tmp_path / "palette.mp4", [frame] * 3, 16, settings=settings)
+    assert re.search(r"Video: h264 .*yuv420p\(tv, bt709", ffmpeg_info(path))
+    for out in read_video(path, fps=0).frames:
+        for (y, x), colour in zip(centres, colours):
+            patch = out[y - 4:y + 4, x - 4:x + 4].astype(int)
+            assert np.abs(patch - np.array(colour)).max() <= 4, (colour, patch.mean(axis=(0, 1)))
+        assert (out[frame.max(-1) == 0] == 0).all()
+
+
 def test_write_video_with_audio_trimmed_to_video(media, tmp_path):
     path = write_video(tmp_path / "a.mp4", indexed_frames(16), 16,
                        audio_from=media["with_audio"], audio_start=0.5)
@@ -288,10 +356,15 @@ def test_master_and_display_profiles_are_separate(tmp_path):
     assert "keyint=16" in tuned and "crf=20.0" in tuned and "deblock=1:1:1" in tuned  # animation's deblock
     override = x264_options(write_video(tmp_path / "o.mp4", frames, 16, settings=DISPLAY_ENCODING, crf=23))
     assert "subme=0" in override and "crf=23.0" in override
+    # the condition files: ultrafast with one x264 thread; the master keeps x264's threading
+    condition = x264_options(write_video(tmp_path / "c.mp4", frames, 16, settings=CONDITION_ENCODING))
+    assert "subme=0" in condition and " threads=1 " in condition and "crf=18.0" in condition
+    assert "-threads" not in MASTER_ENCODING.ffmpeg_args()  # (x264 picks 1 itself for frames this small)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(preset="warp"), "preset"), (dict(crf=52), "crf"), (dict(tune="cinema"), "tune"), (dict(keyint=0), "keyint"),
+    (dict(threads=0), "threads"),
 ])
 def test_encode_settings_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -14,10 +14,12 @@
   preview size (:class:`~steadydancer.pose.path.DrivingFrames`); without that (a saved
   ``poses.json`` with a clip to show) the first preview decodes them while it renders and keeps
   them for the next one.
-* **Encoder settings by purpose** (:mod:`steadydancer.video`): the condition files keep
-  :data:`~steadydancer.video.MASTER_ENCODING` (a model may read them back); the preview, which
-  only people watch, uses :data:`~steadydancer.video.DISPLAY_ENCODING`. Callers that only show
-  the positive video (the app) pass ``encodings={"positive": DISPLAY_ENCODING}``.
+* **Encoder settings by purpose** (:mod:`steadydancer.video`): the condition files use
+  :data:`~steadydancer.video.CONDITION_ENCODING` (skeleton frames: x264 ultrafast, one thread,
+  the master's CRF; generation never reads these files, it renders its conditions in memory);
+  the preview, which only people watch, uses :data:`~steadydancer.video.DISPLAY_ENCODING`.
+  Callers that only show the positive video (the app) pass ``encodings={"positive":
+  DISPLAY_ENCODING}``.
 
 Why nothing is rendered while the detector still runs: no condition pixel is final before the
 last detection. Repair thresholds come from the whole sequence's body scale and its fits span
@@ -39,7 +41,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..video import DISPLAY_ENCODING, MASTER_ENCODING, EncodeSettings, VideoWriter
+from ..video import CONDITION_ENCODING, DISPLAY_ENCODING, EncodeSettings, VideoWriter
 
 Progress = Optional[Callable[[float, str], None]]
 
@@ -55,8 +57,8 @@ OUTPUT_FILES = {
 EARLY_PREVIEW_FILE = "preview_start.mp4"
 #: Encoder profile of each video (see the module docstring).
 OUTPUT_ENCODING: dict[str, EncodeSettings] = {
-    "positive": MASTER_ENCODING,
-    "negative": MASTER_ENCODING,
+    "positive": CONDITION_ENCODING,
+    "negative": CONDITION_ENCODING,
     "preview": DISPLAY_ENCODING,
 }
 #: Frames each stream renders ahead of its encoder.
