@@ -124,8 +124,9 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: 
 def condition_renderer(reference, options, size: tuple[int, int] | None = None) -> Callable:
     """A function pose frame -> condition frame (H, W, 3) uint8: the official drawing on the
     official canvas (twice the working size), resized bicubic to ``size`` (default: the
-    working size)."""
-    from .render import official_canvas_size, render_pose, resize_pose_frame
+    working size). Pixel for pixel ``resize_pose_frame(render_pose(...), size)``, made without the
+    full canvas (:func:`~steadydancer.pose.render.render_resized`)."""
+    from .render import official_canvas_size, render_resized
 
     size = tuple(size or reference.size)
     # The official canvas comes from the photo's own size (the working size is already rounded:
@@ -133,10 +134,7 @@ def condition_renderer(reference, options, size: tuple[int, int] | None = None) 
     canvas_w, canvas_h = official_canvas_size(*reference.image.size)
 
     def render(frame) -> np.ndarray:
-        img = render_pose(frame, canvas_w, canvas_h, draw_face=options.draw_face)
-        if (canvas_w, canvas_h) != size:
-            img = resize_pose_frame(img, size)
-        return img
+        return render_resized(frame, (canvas_w, canvas_h), size, draw_face=options.draw_face)
 
     return render
 
@@ -160,20 +158,45 @@ def preview_layout(reference, cleaned, options, max_height: int = PREVIEW_HEIGHT
     return PreviewLayout((drv_w, max_height), (ref_w, max_height), background, max_height, options.draw_face)
 
 
+#: Labels of the three preview panels.
+PREVIEW_LABELS = ("driving", "extracted", "aligned")
+
+
 def preview_frame(layout: PreviewLayout, driving_frame: Optional[np.ndarray], extracted, aligned) -> np.ndarray:
-    """One preview frame: driving frame | extracted pose | aligned pose over the character."""
-    from .render import overlay, render_pose, side_by_side
+    """One preview frame: driving frame | extracted pose | aligned pose over the character.
+
+    The same pixels as ``side_by_side([driving, render_pose(extracted), overlay(render_pose(aligned),
+    background)], PREVIEW_LABELS)``, composed in place: each panel is drawn or copied straight
+    into its columns of the frame (tests compare the two)."""
+    from .render import (
+        _as_rgb, draw_pose, even_height, fit_panel, overlay_into, panel_strip, panel_width, put_label, render_pose,
+    )
 
     (drv_w, drv_h), (ref_w, ref_h) = layout.drv_size, layout.ref_size
-    pose_extracted = render_pose(extracted, drv_w, drv_h, draw_face=layout.draw_face,
-                                 thickness_scale=PREVIEW_THICKNESS)
-    pose_aligned = render_pose(aligned, ref_w, ref_h, draw_face=layout.draw_face, thickness_scale=PREVIEW_THICKNESS)
-    panels = [
-        driving_frame if driving_frame is not None else np.zeros((drv_h, drv_w, 3), np.uint8),
-        pose_extracted,
-        overlay(pose_aligned, layout.background),
-    ]
-    return side_by_side(panels, ["driving", "extracted", "aligned"], height=layout.height)
+    height = even_height(layout.height)
+    driving = (_as_rgb(driving_frame) if driving_frame is not None
+               else np.zeros((drv_h, drv_w, 3), np.uint8))
+    pose_sizes = [(drv_h, drv_w), (ref_h, ref_w)]
+    out, (driving_view, extracted_view, aligned_view) = panel_strip(
+        height, [panel_width(shape, height) for shape in [driving.shape[:2], *pose_sizes]])
+    fit_panel(driving_view, driving)
+    draw = dict(draw_face=layout.draw_face, thickness_scale=PREVIEW_THICKNESS)
+    if (drv_h, drv_w) == extracted_view.shape[:2]:
+        extracted_view[...] = 0
+        draw_pose(extracted_view, extracted, **draw)
+    else:  # a layout whose height is not the frame's (odd): drawn at its size, then scaled
+        fit_panel(extracted_view, render_pose(extracted, drv_w, drv_h, **draw))
+    pose_aligned = render_pose(aligned, ref_w, ref_h, **draw)
+    if (ref_h, ref_w) == aligned_view.shape[:2] and layout.background.shape[:2] == (ref_h, ref_w):
+        aligned_view[...] = _as_rgb(layout.background)
+        overlay_into(aligned_view, pose_aligned)
+    else:
+        from .render import overlay
+
+        fit_panel(aligned_view, overlay(pose_aligned, layout.background))
+    for view, label in zip((driving_view, extracted_view, aligned_view), PREVIEW_LABELS):
+        put_label(view, label)
+    return out
 
 
 def preview_items(driving, cleaned, aligned, options, max_side: int = PREVIEW_HEIGHT
