@@ -138,8 +138,12 @@ def test_resize_pose_frame_is_the_full_resize(repo_root, canvas, size):
     for pose in varied_poses(repo_root, seed=7):
         img = render_pose(pose, *canvas, draw_face=True)
         np.testing.assert_array_equal(resize_pose_frame(img, size), full_resize(img, size))
-    dots = np.zeros((canvas[1], canvas[0], 3), np.uint8)  # lone pixels in every corner, one channel each
-    for k, (y, x) in enumerate([(0, 0), (0, -1), (-1, 0), (-1, -1), (canvas[1] // 2, canvas[0] // 2)]):
+    # Lone pixels: in every corner, and at every position modulo the scale (the kernel's reach
+    # over the output grid depends on it), one channel each.
+    dots = np.zeros((canvas[1], canvas[0], 3), np.uint8)
+    spots = [(0, 0), (0, canvas[0] - 1), (canvas[1] - 1, 0), (canvas[1] - 1, canvas[0] - 1)]
+    spots += [(100 + 37 * k + k % (canvas[1] // size[1]), 100 + 41 * k + k % (canvas[0] // size[0])) for k in range(12)]
+    for k, (y, x) in enumerate(spots):
         dots[y, x, k % 3] = 255
     np.testing.assert_array_equal(resize_pose_frame(dots, size), full_resize(dots, size))
 

@@ -264,23 +264,29 @@ def _figure_runs(blocks: np.ndarray, channels: int, in_size: tuple[int, int], ou
     sx, sy = in_w // out_w, in_h // out_h
     reach = _RESIZE_REACH
     per = RESIZE_BAND_ROWS // reach  # blocks per band
-    n_bands = -(-blocks.shape[0] // per)
-    padded = np.zeros((n_bands * per + 2, blocks.shape[1]), blocks.dtype)  # a zero block before and after
-    padded[1:blocks.shape[0] + 1] = blocks
+    n_blocks, n_cols = blocks.shape
+    n_bands = -(-n_blocks // per)
+    # Occupancy (0/1 bytes) with a zero block before and after, and a zero column at both ends.
+    padded = np.zeros((n_bands * per + 2, n_cols + 2), np.uint8)
+    np.not_equal(blocks, 0, out=padded[1:n_blocks + 1, 1:-1].view(bool))
     occupied = padded[1:-1].reshape(n_bands, per, -1).max(axis=1)
     occupied |= padded[0:n_bands * per:per]  # the block above each band
     occupied |= padded[per + 1::per]  # the block below
-    bands, index = np.nonzero(occupied)  # ordered band by band, then by column
-    if bands.size == 0:
+    # Stretches of occupied columns from where occupancy switches (few), band by band.
+    switches = np.diff(occupied.view(np.int8), axis=1).ravel()  # (1-D: np.nonzero is slow in 2-D)
+    begin = np.flatnonzero(switches == 1)  # band * n_cols + first occupied column
+    if begin.size == 0:
         return
-    pixels = index // channels
-    out_cols = pixels // sx
+    bands, begin = np.divmod(begin, n_cols + 1)
+    end = np.flatnonzero(switches == -1) % (n_cols + 1)  # one past the last
+    first_px, last_px = begin // channels, (end - 1) // channels
+    first_col, last_col = first_px // sx, last_px // sx
     starts = np.ones(bands.size, bool)
-    starts[1:] = (bands[1:] != bands[:-1]) | (out_cols[1:] - out_cols[:-1] > RESIZE_RUN_GAP)
+    starts[1:] = (bands[1:] != bands[:-1]) | (first_col[1:] - last_col[:-1] > RESIZE_RUN_GAP)
     firsts = np.flatnonzero(starts)
     lasts = np.append(firsts[1:] - 1, bands.size - 1)
-    for band, c0, c1, p0, p1 in zip(bands[firsts].tolist(), out_cols[firsts].tolist(), out_cols[lasts].tolist(),
-                                    pixels[firsts].tolist(), pixels[lasts].tolist()):
+    for band, c0, c1, p0, p1 in zip(bands[firsts].tolist(), first_col[firsts].tolist(), last_col[lasts].tolist(),
+                                    first_px[firsts].tolist(), last_px[lasts].tolist()):
         oy0 = band * RESIZE_BAND_ROWS
         oy1 = min(out_h, oy0 + RESIZE_BAND_ROWS)
         yield ((max(0, c0 - reach), oy0, min(out_w, c1 + 1 + reach), oy1),
@@ -368,6 +374,7 @@ def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -
     with the dimmed colours directly gives the same pixels without a pass over the canvas."""
     h, w = canvas.shape[:2]
     xy, ok = _pixels(body, w, h)
+    xy, ok = xy.tolist(), ok.tolist()  # Python floats: the same values, cheaper arithmetic
     for i, (a, b) in enumerate(BODY_LIMBS):
         if not (ok[a] and ok[b]):
             continue
@@ -377,8 +384,9 @@ def _draw_body(canvas: np.ndarray, body: np.ndarray, stick: int, joint_r: int) -
         angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
         polygon = cv2.ellipse2Poly((int(mx), int(my)), (int(length / 2), stick), int(angle), 0, 360, 1)
         cv2.fillConvexPoly(canvas, polygon, DIMMED_BODY_COLORS[i])
-    for j in np.flatnonzero(ok):
-        cv2.circle(canvas, (int(xy[j, 0]), int(xy[j, 1])), joint_r, BODY_COLORS[j], thickness=-1)
+    for j, ((x, y), present_j) in enumerate(zip(xy, ok)):
+        if present_j:
+            cv2.circle(canvas, (int(x), int(y)), joint_r, BODY_COLORS[j], thickness=-1)
 
 
 def _visible_pixels(points: np.ndarray, width: int, height: int) -> tuple[list, np.ndarray]:
