@@ -82,6 +82,27 @@ def test_render_resized_is_the_plain_render_then_the_full_resize(repo_root, canv
             assert got.flags.c_contiguous
 
 
+def test_the_rgbx_mapping_fallback_gives_the_same_frames(repo_root, monkeypatch):
+    """Where Pillow cannot map an RGB image onto 4-byte pixels, the RGBX mapping is used."""
+    from PIL import Image
+
+    map_buffer = Image.core.map_buffer
+    modes = []
+
+    def rgbx_only(data, size, decoder, offset, args):
+        modes.append(args[0])
+        if args[0] == "RGB":
+            raise ValueError("unsupported mode")
+        return map_buffer(data, size, decoder, offset, args)
+
+    monkeypatch.setattr(Image.core, "map_buffer", rgbx_only)
+    monkeypatch.setattr(render_module, "_SCRATCH", threading.local())
+    canvas, size = (1312, 1792), (656, 896)
+    for pose in varied_poses(repo_root, seed=2):
+        np.testing.assert_array_equal(render_resized(pose, canvas, size), full_resize(render_pose(pose, *canvas), size))
+    assert modes == ["RGB", "RGBX", "RGB", "RGBX"]
+
+
 def test_the_reused_canvas_is_black_again_and_returned_frames_stay(repo_root):
     """After a frame, nothing of it is left on the thread's canvas (an empty pose gives black),
     and a returned frame is never written again by later renders."""
