@@ -83,6 +83,18 @@ DIMMED_BODY_COLORS = tuple(tuple(int(_DIM_LUT[int(v)]) for v in color) for color
 RESIZE_BAND_ROWS = 24
 #: Within a band, figure columns further apart than this (output pixels) are resized separately.
 RESIZE_RUN_GAP = 16
+#: Output pixels a bicubic kernel reaches at a whole-number scale s (with margin): its 2 * s
+#: source pixels around a centre at (x + 0.5) * s lie within 2 + 1 output pixels. Crops keep twice
+#: this; figure rows are found in blocks of this many output rows.
+_RESIZE_REACH = 3
+#: Output pixels around the figure that a whole-scale bicubic resize can light. Only the kernel's
+#: positive lobe (|t| < 1, t in output pixels) can make an output pixel non-black: every sample is
+#: >= 0 and PIL clips each pass (horizontal, then vertical) to [0, 255] after rounding
+#: ``(sum + 2**21) >> 22``, so a pixel whose positive taps all read black gets a sum <= 0, i.e. 0
+#: (clipping the kernel at the image edge renormalises by a positive sum: signs stay). Source
+#: pixel p = q * s + r is under a positive tap of output x only when |p + 0.5 - (x + 0.5) s| < s,
+#: i.e. x in {q - 1, q, q + 1}: one pixel per pass and direction.
+_LIT_REACH = 1
 
 
 def official_canvas_size(ref_width: int, ref_height: int) -> tuple[int, int]:
@@ -230,11 +242,6 @@ def render_resized(frame: PoseFrame, canvas_size: tuple[int, int], size: tuple[i
     return out
 
 
-#: Output pixels a bicubic kernel reaches at a whole-number scale: 2 * s source pixels around a
-#: centre at (x + 0.5) * s, i.e. within 2 + 1 output pixels.
-_RESIZE_REACH = 3
-
-
 def _row_block_max(rows: np.ndarray, step: int) -> np.ndarray:
     """Column-wise maximum of each block of ``step`` rows of a 2-D array (the last may be short),
     with numpy's SIMD max over whole rows (``np.maximum.reduceat`` is many times slower)."""
@@ -254,12 +261,12 @@ def _figure_runs(blocks: np.ndarray, channels: int, in_size: tuple[int, int], ou
     ``blocks`` (:func:`_row_block_max` of the frame's rows, ``channels`` values a pixel): row k is
     nonzero where source rows ``k * r * sy ...`` (``r`` = ``_RESIZE_REACH`` output rows) hold
     something. Each band of :data:`RESIZE_BAND_ROWS` output rows is resampled only across the
-    runs of columns where its source rows, kernel reach included (one block on each side), hold
-    something: limbs are thin and two arms far apart are two small rectangles, not one across the
-    empty space between them (runs closer than :data:`RESIZE_RUN_GAP` output pixels merge). All
-    bands are planned with a few array operations. Yields ``((ox0, oy0, ox1, oy1), (y0, y1, x0,
-    x1))``: the output rectangle (disjoint from the others) and the source rectangle holding the
-    run's drawn pixels."""
+    runs of columns where its source rows, one block on each side included, hold something,
+    widened by ``_LIT_REACH``: limbs are thin and two arms far apart are two small rectangles, not
+    one across the empty space between them (runs closer than :data:`RESIZE_RUN_GAP` output
+    pixels merge). All bands are planned with a few array operations. Yields ``((ox0, oy0, ox1,
+    oy1), (y0, y1, x0, x1))``: the output rectangle (disjoint from the others) and the source
+    rectangle holding the run's drawn pixels (every drawn pixel is in one of them)."""
     (in_w, in_h), (out_w, out_h) = in_size, out_size
     sx, sy = in_w // out_w, in_h // out_h
     reach = _RESIZE_REACH
@@ -289,7 +296,7 @@ def _figure_runs(blocks: np.ndarray, channels: int, in_size: tuple[int, int], ou
                                     first_px[firsts].tolist(), last_px[lasts].tolist()):
         oy0 = band * RESIZE_BAND_ROWS
         oy1 = min(out_h, oy0 + RESIZE_BAND_ROWS)
-        yield ((max(0, c0 - reach), oy0, min(out_w, c1 + 1 + reach), oy1),
+        yield ((max(0, c0 - _LIT_REACH), oy0, min(out_w, c1 + 1 + _LIT_REACH), oy1),
                (max(0, (oy0 - reach) * sy), min(in_h, (oy1 + reach) * sy), p0, p1 + 1))
 
 
