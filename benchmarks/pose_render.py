@@ -1,7 +1,8 @@
 """CPU per frame of the pose drawing: condition frames (official canvas + bicubic resize) and previews.
 
     python benchmarks/pose_render.py                      # against the plain operations
-    python benchmarks/pose_render.py --before main        # and against another commit's code
+    python benchmarks/pose_render.py --before b8a55ad     # and against that commit's code (the
+                                                          # drawing before render_resized)
 
 The shipped example (photo ``examples/astronaut.png``, motion ``examples/dance_keyframes.poses.json``
 through the pose path's clean and align stages, ``--frames`` frames). Rows, in ms of this thread's
