@@ -26,6 +26,7 @@ from steadydancer.pose.path import (
     PosePathResult,
     ReferencePose,
     align_driving,
+    beside,
     clean_driving,
     extract_driving,
     prepare_reference,
@@ -114,13 +115,11 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     report = progress or (lambda f, m: None)
 
     ref_key = file_key(image)
-    if session.reference is None or session.reference[0] != ref_key:
-        report(0.0, "Detecting the character's pose")
+    new_reference = session.reference is None or session.reference[0] != ref_key
+
+    def reference_stage() -> tuple[ReferencePose, Optional[str]]:
         reference = keep_working_size(prepare_reference(image), areas)
-        session.people_note = people_note(reference.pose, find_faces(reference.image))
-        session.reference = (ref_key, reference)
-        session.runs["reference"] += 1
-    reference: ReferencePose = session.reference[1]
+        return reference, people_note(reference.pose, find_faces(reference.image))
 
     need = options.max_frames
     drv_key = (source.key, options.fps)
@@ -132,16 +131,36 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
             or len(cached[2].poses) < cached[1]  # the clip ended before the limit: it is all there
         )
     )
-    if reusable:
-        driving: DrivingPoses = cached[2]
-    else:
-        report(0.05, "Reading the driving motion")
-        scaled = (lambda f, m: report(0.05 + 0.8 * f, f"Extracting poses: {m}")) if progress else None
+
+    def driving_stage(check: Callable[[], None]) -> DrivingPoses:
+        def scaled(fraction: float, message: str) -> None:
+            check()  # the character's detection failed: stop extracting now
+            report(0.05 + 0.8 * fraction, f"Extracting poses: {message}")
+
         driving = extract_driving(source.path, options, scaled)
         if source.video is not None and driving.video is None:
             driving = dataclasses.replace(driving, video=source.video)  # show the motion's clip
+        return driving
+
+    if not reusable:
+        if new_reference:  # the character is detected while the clip is read (see path.beside)
+            report(0.0, "Detecting the character's pose and reading the driving motion")
+            (reference, note), driving = beside(reference_stage, driving_stage)
+        else:
+            report(0.05, "Reading the driving motion")
+            driving = driving_stage(lambda: None)
         session.driving = (drv_key, need, driving)
         session.runs["extract"] += 1
+    else:
+        driving = cached[2]
+        if new_reference:
+            report(0.0, "Detecting the character's pose")
+            reference, note = reference_stage()
+    if new_reference:
+        session.people_note = note
+        session.reference = (ref_key, reference)
+        session.runs["reference"] += 1
+    reference: ReferencePose = session.reference[1]
 
     # Repair and smoothing run on every frame read, then the length is cut: a shorter length or a
     # lead-in re-runs only the alignment, and the frames kept are smoothed the same either way.

@@ -18,10 +18,12 @@ from steadydancer.pose import extract as ex
 from steadydancer.pose.extract import (
     BODY_FROM_MEDIAPIPE, PoseExtractor, blend_poses, body_from_mediapipe, extract_image_pose,
     extract_sequence, extract_video_poses, face_from_mediapipe, hand_from_mediapipe, plan_segments,
+    pose_frame_from_holistic,
 )
 from steadydancer.pose.face68 import FACE68_FROM_MESH, IBUG68_MIRROR
 from steadydancer.pose.sequence import PoseFrame, present
 from steadydancer.pose.skeleton import BODY, BODY_MIRROR, LEFT_HAND, RIGHT_HAND
+from tests.conftest import make_person_frames
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -298,18 +300,59 @@ def test_segments_on_two_workers_match_one(monkeypatch):
     assert np.median(err) < 3 and err.max() < 15
 
 
+def test_pipelined_graph_gives_exactly_the_bare_detectors_landmarks():
+    """detect_batch sends several frames before it waits; every landmark must still equal the
+    plain ``Holistic.process`` loop's, bit for bit (the tracker's state, filters and timestamps
+    are the same), through extract_sequence's batching as well (one worker: no seam)."""
+    from mediapipe.python.solutions import holistic
+
+    frames = make_person_frames(40, (320, 384)) + [np.full((384, 320, 3), 120, np.uint8)] * 3 \
+        + make_person_frames(6, (320, 384))  # the person leaves and comes back: a re-detection
+    with holistic.Holistic(static_image_mode=False, model_complexity=ex.MODEL_COMPLEXITY) as graph:
+        bare = [pose_frame_from_holistic(graph.process(frame)) for frame in frames]
+    with PoseExtractor(static_image_mode=False) as extractor:
+        batched = extractor.detect_batch(frames[:5]) + extractor.detect_batch(frames[5:])
+        assert extractor.last_detect_size == (320, 384)
+    seq = extract_sequence(iter(frames), fps=16, width=320, height=384, num_frames=len(frames), workers=1)
+    assert sum(pose.has_person for pose in bare) == len(frames) - 3
+    for name, poses in (("detect_batch", batched), ("extract_sequence", list(seq))):
+        for k, (a, b) in enumerate(zip(bare, poses)):
+            for part in ("body", "hands", "face"):
+                np.testing.assert_array_equal(getattr(a, part), getattr(b, part), err_msg=f"{name} frame {k} {part}")
+
+
+def test_the_private_mediapipe_names_the_pipelined_graph_uses():
+    """detect_batch drives SolutionBase's graph directly (mediapipe 0.10.21): pin the names."""
+    from mediapipe.python.solutions import holistic
+
+    with holistic.Holistic(static_image_mode=False, model_complexity=ex.MODEL_COMPLEXITY) as graph:
+        for name in ("_graph", "_make_packet", "_input_stream_type_info", "_output_stream_type_info",
+                     "_get_packet_content", "_simulated_timestamp", "_graph_outputs"):
+            assert hasattr(graph, name), name
+        assert list(graph._input_stream_type_info) == ["image"]
+        assert {"pose_landmarks", "left_hand_landmarks", "right_hand_landmarks", "face_landmarks"} <= set(
+            graph._output_stream_type_info)
+        assert graph._simulated_timestamp == 0
+        graph.process(np.zeros((64, 64, 3), np.uint8))
+        assert graph._simulated_timestamp == 33333  # the interval detect_batch continues with
+
+
+def test_default_workers():
+    assert [ex.default_workers(c) for c in (1, 2, 3, 4, 8, 64)] == [1, 1, 1, 2, 2, 2]
+
+
 def test_detector_errors_propagate_without_hanging(monkeypatch):
     frames = translated_frames(6, 4)
-    real_detect = PoseExtractor.detect
+    real_detect = PoseExtractor.detect_batch
     count = [0]
 
-    def failing_detect(self, image):
-        count[0] += 1
-        if count[0] == 3:
+    def failing_detect(self, images):
+        count[0] += len(images)
+        if count[0] >= 3:
             raise RuntimeError("detector exploded")
-        return real_detect(self, image)
+        return real_detect(self, images)
 
-    monkeypatch.setattr(PoseExtractor, "detect", failing_detect)
+    monkeypatch.setattr(PoseExtractor, "detect_batch", failing_detect)
     with pytest.raises(RuntimeError, match="detector exploded"):
         extract_sequence(frames, fps=16, width=384, height=320, workers=1)
     with pytest.raises(ValueError, match="uint8"):

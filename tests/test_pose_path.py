@@ -113,6 +113,34 @@ def test_reference_without_a_person_is_a_clear_error(tmp_path):
         prepare_reference(blank)
 
 
+def test_the_character_is_detected_while_the_clip_is_extracted(pose_result, person_clip, astronaut_path):
+    """run_pose_path detects the character beside the extraction: same result as one after the other."""
+    reference = prepare_reference(astronaut_path)
+    for part in ("body", "hands", "face"):
+        np.testing.assert_array_equal(getattr(pose_result.reference.pose, part), getattr(reference.pose, part))
+    driving = extract_driving(person_clip, PoseOptions())
+    np.testing.assert_array_equal(pose_result.driving.poses.body, driving.poses.body)
+
+
+def test_a_photo_without_a_person_stops_the_extraction_early(tmp_path):
+    """The character's error is raised as soon as it is known, not after the whole clip."""
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (512, 512), (120, 140, 160)).save(blank)
+    clip = write_clip(tmp_path / "long.mp4", make_person_frames(160), fps=16)
+    fractions = []
+    with pytest.raises(SteadyDancerInputError, match="(?i)no person found in the character image"):
+        run_pose_path(blank, clip, PoseOptions(), progress=lambda f, m: fractions.append(f))
+    assert max(fractions) < 0.5, "the extraction ran on after the photo was found to have no person"
+
+
+def test_of_two_bad_inputs_the_photo_is_reported(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (512, 512), (120, 140, 160)).save(blank)
+    empty = write_clip(tmp_path / "empty.mp4", [np.full((384, 320, 3), 120, np.uint8)] * 24, fps=16)
+    with pytest.raises(SteadyDancerInputError, match="(?i)character image"):
+        run_pose_path(blank, empty, PoseOptions())
+
+
 @pytest.mark.parametrize("case", ["text_as_mp4", "empty_file", "no_person", "one_frame", "missing"])
 def test_cli_errors_are_one_clear_line(case, tmp_path, astronaut_path):
     video = tmp_path / "drive.mp4"
