@@ -29,6 +29,7 @@ from steadydancer.pose.path import (
     beside,
     clean_driving,
     extract_driving,
+    keep_preview_frames,
     prepare_reference,
 )
 
@@ -140,6 +141,7 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
         driving = extract_driving(source.path, options, scaled)
         if source.video is not None and driving.video is None:
             driving = dataclasses.replace(driving, video=source.video)  # show the motion's clip
+            keep_preview_frames(driving, options)  # decoded now, beside the character's detection
         return driving
 
     if not reusable:

@@ -503,6 +503,22 @@ def test_example_motion_preview(app, astronaut_path, monkeypatch):
     assert "Dance keyframes" in report and "17 frames" in report
 
 
+def test_a_motions_clip_is_decoded_beside_the_characters_detection(app, astronaut_path, tmp_path):
+    """A shipped motion (saved poses + its clip): compute_poses keeps the clip's preview frames
+    (decoded while the character is detected), so the preview decodes nothing."""
+    from steadydancer.pose import outputs
+
+    session = PoseSession.create(tmp_path)
+    options = inputs.pose_options(17, 0.3, True, "auto", -1, 0)
+    result = compute_poses(session, str(astronaut_path), inputs.resolve_driving(None, "dance_keyframes"), options)
+    kept = result.driving.frames
+    assert kept.max_side == outputs.PREVIEW_HEIGHT and len(kept.frames) >= 17
+    assert max(kept.frames[0].shape[:2]) == outputs.PREVIEW_HEIGHT
+    assert session.runs["reference"] == 1 and session.runs["extract"] == 1
+    fetch = outputs.driving_frame_source(result.driving, 17, options, outputs.PREVIEW_HEIGHT)
+    assert fetch(16) is kept.frames[16]  # served from memory, no decoder
+
+
 def test_zero_gpu_duration_takes_the_gpu_functions_arguments(app):
     """spaces.GPU calls the duration function with run_generation's own arguments."""
     import inspect

@@ -412,3 +412,23 @@ def test_real_driving_clip_hands_and_sides():
     both = hands.all(axis=1)
     assert (seq.hands[both, LEFT_HAND, 0, 0] > seq.hands[both, RIGHT_HAND, 0, 0]).mean() > 0.8
     assert np.isfinite(seq.hands[hands[:, LEFT_HAND], LEFT_HAND, :, 2]).all()  # depth kept
+
+
+def test_a_warm_static_graph_gives_a_fresh_graphs_pose(monkeypatch):
+    """extract_image_pose reuses a process's idle static graph: what it saw before must not matter."""
+    monkeypatch.setattr(ex, "_STATIC_GRAPHS", {})
+    photo = np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    other = make_person_frames(1, (320, 384))[0]
+    with PoseExtractor(static_image_mode=True, detect_max_side=ex.IMAGE_DETECT_MAX_SIDE) as fresh:
+        expected = fresh(photo)
+    ex.extract_image_pose(other)  # warms a graph on another image ...
+    (warm,) = ex._STATIC_GRAPHS[(ex.IMAGE_DETECT_MAX_SIDE, ex.VISIBILITY_THRESHOLD)]
+    again = ex.extract_image_pose(photo)  # ... which the next photo reuses
+    assert ex._STATIC_GRAPHS[(ex.IMAGE_DETECT_MAX_SIDE, ex.VISIBILITY_THRESHOLD)] == [warm]
+    for part in ("body", "hands", "face"):
+        np.testing.assert_array_equal(getattr(again, part), getattr(expected, part))
+    # concurrent callers get their own graphs; at most STATIC_GRAPHS_KEPT stay
+    with ex.static_extractor() as a, ex.static_extractor() as b, ex.static_extractor() as c:
+        assert len({id(a), id(b), id(c)}) == 3
+    assert len(ex._STATIC_GRAPHS[(ex.IMAGE_DETECT_MAX_SIDE, ex.VISIBILITY_THRESHOLD)]) == ex.STATIC_GRAPHS_KEPT
+    assert c._holistic is None or b._holistic is None or a._holistic is None  # the third was closed

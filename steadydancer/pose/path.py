@@ -195,6 +195,19 @@ def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
     return DrivingPoses(poses=seq, video=video, frames=frames)
 
 
+def keep_preview_frames(driving: DrivingPoses, options: PoseOptions) -> None:
+    """Decode the clip shown beside saved poses (a motion's ``poses.json`` with its video) at
+    preview size now, kept in ``driving.frames`` for every later preview (a clip that was
+    extracted keeps them already; this does nothing then). A caller runs it while something else
+    waits (the app: while the character is detected), so the first preview does not decode."""
+    from .outputs import driving_frame_source
+
+    count = len(driving.poses)
+    fetch = driving_frame_source(driving, count, options, PREVIEW_HEIGHT)
+    if fetch is not None and count:
+        fetch(count - 1)  # decodes up to the last frame needed (or the clip's end) and keeps them
+
+
 class _PreviewFrameCollector:
     """``on_frame`` hook of the extractor: keeps each decoded frame downscaled to preview size
     (OpenCV area resampling), up to :data:`~steadydancer.pose.outputs.DRIVING_FRAMES_MAX_BYTES`."""
