@@ -9,10 +9,12 @@ at 30 fps, written with H.264 like a real upload. Every stage runs on the same c
 16 fps (the model's rate) and cut to ``--frames`` frames:
 
     decode            ffmpeg decode + resample + downscale to the detection size (steadydancer.video)
-    bare detector     one mediapipe Holistic graph (tracking) on those decoded frames: the baseline
-    extract 1 worker  extract_sequence on the same frames in memory, one tracking worker
+    bare detector     one mediapipe Holistic graph (tracking) on those decoded frames, Holistic.process
+                      frame by frame: the baseline
+    extract 1 worker  extract_sequence on the same frames in memory, one tracking worker: a pipelined
+                      graph (PoseExtractor.detect_batch; the same landmarks as the baseline, bit for bit)
     extract 2 workers the same on two threads / two segments (if the clip is long enough)
-    extract from file extract_video_poses: decode and detect together (auto workers)
+    extract from file extract_video_poses: decode and detect together (1 worker, and the default)
     clean, align, render  the later stages of steadydancer.pose.path on those poses
     render / encode   each video's frames, and each encode alone (master = generated videos,
                       condition = the condition files, display = previews; steadydancer.video)

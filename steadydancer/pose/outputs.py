@@ -339,15 +339,17 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
     report = progress or (lambda f, m: None)
     ready = on_ready or (lambda key, path: None)
 
-    if "poses" in paths:
-        result.driving.poses.save(paths["poses"])
-        ready("poses", paths["poses"])
-    if "aligned_poses" in paths:
-        _aligned_with_meta(result).save(paths["aligned_poses"])
-        ready("aligned_poses", paths["aligned_poses"])
+    def write_json() -> None:  # while the video streams run (they render and encode on other threads)
+        if "poses" in paths:
+            result.driving.poses.save(paths["poses"])
+            ready("poses", paths["poses"])
+        if "aligned_poses" in paths:
+            _aligned_with_meta(result).save(paths["aligned_poses"])
+            ready("aligned_poses", paths["aligned_poses"])
 
     videos = [key for key in ("preview", "positive", "negative") if key in paths]  # preview first: shown first
     if not videos:
+        write_json()
         return paths
     aligned = result.aligned
     fps = aligned.positive.fps
@@ -380,6 +382,7 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                     paths[key], fps, settings=settings[key]), total, abort, after=after))
         for stream in streams:
             stream.start()
+        write_json()
         early_sent = early_preview_frames <= 0
         pending = list(streams)
         reported = -1
