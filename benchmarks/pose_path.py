@@ -250,8 +250,7 @@ def main(argv=None) -> int:
         after, _ = timed(lambda: pose_path.write_pose_outputs(result, out), args.repeat)
         rows.append(("CLI files, concurrent streams (now)", after, n,
                      f"5 files; {before[0] / after[0]:.2f}x faster than before"))
-        app_files = dict(outputs=("poses", "aligned_poses", "positive", "preview"),
-                         encodings={"positive": DISPLAY_ENCODING})
+        from studio.handlers import PREVIEW_OUTPUTS as app_files
         seconds, _ = timed(lambda: pose_path.write_pose_outputs(result, out, **app_files), args.repeat)
         rows.append(("app preview files, concurrent (now)", seconds, n, "no negative; display encoding"))
 

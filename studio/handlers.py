@@ -23,7 +23,6 @@ from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.generation import audio_source, frame_rate_note, generation_size, prepare_job, write_result
 from steadydancer.pose.outputs import iter_pose_outputs
 from steadydancer.pose.path import PosePathResult
-from steadydancer.video import DISPLAY_ENCODING
 
 from . import runtime
 from .config import AppConfig
@@ -44,11 +43,10 @@ from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sess
 
 log = logging.getLogger("steadydancer.app")
 
-#: What a preview writes: the files it shows, the positive video encoded for display (the model
-#: never reads it: generation renders its own conditions at the generation size), and no
-#: negative video (never shown; generation renders it too).
-PREVIEW_OUTPUTS = dict(outputs=("poses", "aligned_poses", "positive", "preview"),
-                       encodings={"positive": DISPLAY_ENCODING})
+#: What a preview writes: the files it shows (the positive video with the condition files'
+#: settings, like the CLI's), and no negative video: nothing shows it and nothing reads it (the
+#: preview never returned it, so Gradio never served it; generation renders its own conditions).
+PREVIEW_OUTPUTS = dict(outputs=("poses", "aligned_poses", "positive", "preview"))
 #: The preview's first frames (one second at 16 fps), shown while the rest is rendered and encoded.
 EARLY_PREVIEW_FRAMES = 16
 

@@ -11,15 +11,14 @@
 * **Each frame is drawn once** for everything that shows it (an optional short
   ``preview_start.mp4`` with the first frames, for early display, reuses the preview's frames).
 * **The driving clip is decoded once**: during extraction, the decoded frames are also kept at
-  preview size (:class:`~steadydancer.pose.path.DrivingFrames`); without that (a saved
-  ``poses.json`` with a clip to show) the first preview decodes them while it renders and keeps
+  preview size (:class:`~steadydancer.pose.path.DrivingFrames`); a saved ``poses.json`` with a
+  clip to show has them decoded by :func:`~steadydancer.pose.path.keep_preview_frames` (the app
+  does it while the character is detected) or, failing that, by the first preview, which keeps
   them for the next one.
 * **Encoder settings by purpose** (:mod:`steadydancer.video`): the condition files use
   :data:`~steadydancer.video.CONDITION_ENCODING` (skeleton frames: x264 ultrafast, one thread,
   the master's CRF; generation never reads these files, it renders its conditions in memory);
   the preview, which only people watch, uses :data:`~steadydancer.video.DISPLAY_ENCODING`.
-  Callers that only show the positive video (the app) pass ``encodings={"positive":
-  DISPLAY_ENCODING}``.
 
 Why nothing is rendered while the detector still runs: no condition pixel is final before the
 last detection. Repair thresholds come from the whole sequence's body scale and its fits span
