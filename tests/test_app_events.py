@@ -25,7 +25,7 @@ import gradio as gr  # noqa: E402
 from steadydancer import settings  # noqa: E402
 from steadydancer.pose.path import PoseOptions, extract_driving  # noqa: E402
 from studio import inputs, runtime  # noqa: E402
-from studio.sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions  # noqa: E402
+from studio.sessions import PoseSession, compute_poses, delete_session, motion_frames, sweep_old_sessions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -517,6 +517,17 @@ def test_a_motions_clip_is_decoded_beside_the_characters_detection(app, astronau
     assert session.runs["reference"] == 1 and session.runs["extract"] == 1
     fetch = outputs.driving_frame_source(result.driving, 17, options, outputs.PREVIEW_HEIGHT)
     assert fetch(16) is kept.frames[16]  # served from memory, no decoder
+    # a shipped motion's frames are decoded once per process: another session reuses them, and
+    # writing a preview leaves them as they were
+    before = [frame.copy() for frame in kept.frames]
+    other = PoseSession.create(tmp_path)
+    again = compute_poses(other, str(astronaut_path), inputs.resolve_driving(None, "dance_keyframes"), options)
+    assert again.driving.frames is kept
+    assert again.driving.frames.frames is kept.frames
+    outputs.write_pose_outputs(again, tmp_path / "files", outputs=("preview",))
+    assert all(np.array_equal(a, b) for a, b in zip(before, kept.frames))
+    with pytest.raises(ValueError, match="project motion"):
+        motion_frames(("video", "x"), 16)
 
 
 def test_zero_gpu_duration_takes_the_gpu_functions_arguments(app):
