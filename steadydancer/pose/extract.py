@@ -71,9 +71,9 @@ from __future__ import annotations
 import math
 import os
 import queue
+import sys
 import threading
 from bisect import bisect_right
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -316,7 +316,6 @@ class PoseExtractor:
         if detect_max_side is not None and detect_max_side < 32:
             raise ValueError(f"detect_max_side must be at least 32 pixels, got {detect_max_side}")
         check_bundled_models(refine_face_landmarks)
-        from mediapipe.python.solutions import holistic
 
         self.static_image_mode = bool(static_image_mode)
         self.detect_max_side = detect_max_side
@@ -324,19 +323,28 @@ class PoseExtractor:
         self.refine_face_landmarks = bool(refine_face_landmarks)
         self.min_detection_confidence = float(min_detection_confidence)
         self.min_tracking_confidence = float(min_tracking_confidence)
+        self.smooth_landmarks = bool(smooth_landmarks)
+        self._holistic = None
+        self._outputs = _TimestampedOutputs()
+        self._open()
+        self.last_detect_size: tuple[int, int] | None = None
+
+    def _open(self) -> None:
+        """A new Holistic graph, its outputs kept by timestamp (so that several frames can be in
+        the graph at once, :meth:`detect_batch`)."""
+        from mediapipe.python.solutions import holistic
+
         self._holistic = holistic.Holistic(
             static_image_mode=self.static_image_mode,
             model_complexity=MODEL_COMPLEXITY,
-            smooth_landmarks=smooth_landmarks,
+            smooth_landmarks=self.smooth_landmarks,
             enable_segmentation=False,
             refine_face_landmarks=self.refine_face_landmarks,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
         )
-        # Outputs keyed by timestamp, so several frames can be in the graph at once (detect_batch).
-        self._outputs = _TimestampedOutputs()
+        self._outputs.clear()
         self._holistic._graph_outputs = self._outputs
-        self.last_detect_size: tuple[int, int] | None = None
 
     # -- steps ------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -390,10 +398,14 @@ class PoseExtractor:
         return self.detect(self.prepare(image))
 
     def reset(self) -> None:
-        """Forget the tracked person and the landmark filters (start of an unrelated clip)."""
+        """Forget the tracked person and the landmark filters (start of an unrelated clip): a
+        new graph. (Not ``SolutionBase.reset``, which closes and restarts the same graph: with the
+        timestamped outputs installed, closing such a restarted graph hung in a test here, and
+        a graph is not stateless in static mode either -- the same photo twice gives a face that
+        differs by up to 0.004 of the image the second time. A new graph is plainly fresh.)"""
         if self._holistic is not None:
-            self._holistic.reset()
-            self._outputs.clear()
+            self._holistic.close()
+            self._open()
 
     def describe(self) -> dict:
         """What produced the poses (stored in ``PoseSequence.meta``)."""
@@ -417,7 +429,12 @@ class PoseExtractor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __del__(self):  # a forgotten close() must not leak the graph's threads
+    def __del__(self, _finalizing=sys.is_finalizing):
+        # A forgotten close() must not leak the graph's threads -- except while the interpreter
+        # shuts down: closing a graph then waits for graph threads that need the GIL to deliver
+        # their last outputs, and the process hung (measured); the OS reclaims the graph anyway.
+        if _finalizing():
+            return
         try:
             self.close()
         except Exception:
@@ -469,51 +486,18 @@ def _as_rgb_array(image) -> np.ndarray:
     raise ValueError(f"expected an RGB image (H, W, 3), got shape {arr.shape}")
 
 
-#: Idle static-image graphs a process keeps for the next character photo: a new graph needs
-#: ~0.1 s more for its first pose than a warm one (0.10-0.15 s against 0.03-0.04 s for a
-#: 768x768 photo here); a static graph keeps nothing from one image to the next.
-STATIC_GRAPHS_KEPT = 2
-_STATIC_GRAPHS: dict[tuple, list["PoseExtractor"]] = {}
-_STATIC_LOCK = threading.Lock()
-
-
-@contextmanager
-def static_extractor(detect_max_side: int | None = IMAGE_DETECT_MAX_SIDE,
-                     visibility_threshold: float = VISIBILITY_THRESHOLD) -> Iterator["PoseExtractor"]:
-    """A static-image :class:`PoseExtractor` for the duration of a ``with`` block: a warm one the
-    process kept, or a new one; afterwards it is kept (at most :data:`STATIC_GRAPHS_KEPT` per
-    setting) or closed. Each concurrent caller gets its own graph."""
-    key = (detect_max_side, float(visibility_threshold))
-    with _STATIC_LOCK:
-        idle = _STATIC_GRAPHS.setdefault(key, [])
-        extractor = idle.pop() if idle else None
-    if extractor is None:
-        extractor = PoseExtractor(static_image_mode=True, detect_max_side=detect_max_side,
-                                  visibility_threshold=visibility_threshold)
-    ok = False
-    try:
-        yield extractor
-        ok = True
-    finally:
-        with _STATIC_LOCK:
-            idle = _STATIC_GRAPHS.setdefault(key, [])
-            if ok and len(idle) < STATIC_GRAPHS_KEPT:
-                idle.append(extractor)
-                extractor = None
-        if extractor is not None:
-            extractor.close()  # a graph that failed is not reused
-
-
 def extract_image_pose(image, *, detect_max_side: int | None = IMAGE_DETECT_MAX_SIDE,
                        visibility_threshold: float = VISIBILITY_THRESHOLD) -> PoseFrame:
-    """Pose of the character photo (a PIL image or an RGB uint8 array), detected from scratch
-    (on a warm static graph when the process has one: :func:`static_extractor`).
+    """Pose of the character photo (a PIL image or an RGB uint8 array), detected from scratch on
+    a new graph (a graph that saw an image before can answer differently for the face, even in
+    static mode; see :meth:`PoseExtractor.reset`).
 
     Raises:
         SteadyDancerInputError: no body point was found.
     """
     arr = _as_rgb_array(image)
-    with static_extractor(detect_max_side, visibility_threshold) as extractor:
+    with PoseExtractor(static_image_mode=True, detect_max_side=detect_max_side,
+                       visibility_threshold=visibility_threshold) as extractor:
         pose = extractor(arr)
     if not pose.has_person:
         raise SteadyDancerInputError(
