@@ -168,12 +168,12 @@ def preview_frame(layout: PreviewLayout, driving_frame: Optional[np.ndarray], ex
     background)], PREVIEW_LABELS)``, composed in place: each panel is drawn or copied straight
     into its columns of the frame (tests compare the two)."""
     from .render import (
-        _as_rgb, draw_pose, even_height, fit_panel, overlay_into, panel_strip, panel_width, put_label, render_pose,
+        as_rgb, draw_pose, even_height, fit_panel, overlay_into, panel_strip, panel_width, put_label, render_pose,
     )
 
     (drv_w, drv_h), (ref_w, ref_h) = layout.drv_size, layout.ref_size
     height = even_height(layout.height)
-    driving = (_as_rgb(driving_frame) if driving_frame is not None
+    driving = (as_rgb(driving_frame) if driving_frame is not None
                else np.zeros((drv_h, drv_w, 3), np.uint8))
     pose_sizes = [(drv_h, drv_w), (ref_h, ref_w)]
     out, (driving_view, extracted_view, aligned_view) = panel_strip(
@@ -187,7 +187,7 @@ def preview_frame(layout: PreviewLayout, driving_frame: Optional[np.ndarray], ex
         fit_panel(extracted_view, render_pose(extracted, drv_w, drv_h, **draw))
     pose_aligned = render_pose(aligned, ref_w, ref_h, **draw)
     if (ref_h, ref_w) == aligned_view.shape[:2] and layout.background.shape[:2] == (ref_h, ref_w):
-        aligned_view[...] = _as_rgb(layout.background)
+        aligned_view[...] = as_rgb(layout.background)
         overlay_into(aligned_view, pose_aligned)
     else:
         from .render import overlay

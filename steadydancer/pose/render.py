@@ -447,7 +447,7 @@ def overlay(pose_img: np.ndarray, background: np.ndarray, alpha: float = 0.6) ->
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     h, w = pose_img.shape[:2]
-    bg = _as_rgb(background)
+    bg = as_rgb(background)
     if bg.shape[:2] != (h, w):
         bg = cv2.resize(bg, (w, h), interpolation=cv2.INTER_AREA if bg.shape[0] > h else cv2.INTER_CUBIC)
     out = bg.copy()
@@ -480,7 +480,7 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = No
     if labels is not None and len(labels) != len(panels):
         raise ValueError(f"{len(labels)} labels for {len(panels)} panels")
     height = even_height(height)
-    images = [_as_rgb(panel) for panel in panels]
+    images = [as_rgb(panel) for panel in panels]
     out, views = panel_strip(height, [panel_width(img.shape[:2], height) for img in images])
     for i, (img, view) in enumerate(zip(images, views)):
         fit_panel(view, img)
@@ -540,7 +540,8 @@ def _label_geometry(text: str, height: int) -> tuple:
     return font, font_scale, thick, (tw, th), base, pad
 
 
-def _as_rgb(img: np.ndarray) -> np.ndarray:
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """A uint8 image as contiguous (H, W, 3) RGB: grey repeated, an alpha channel dropped."""
     img = np.asarray(img)
     if img.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {img.dtype}")
