@@ -316,6 +316,7 @@ class PoseExtractor:
         if detect_max_side is not None and detect_max_side < 32:
             raise ValueError(f"detect_max_side must be at least 32 pixels, got {detect_max_side}")
         check_bundled_models(refine_face_landmarks)
+        from mediapipe.python.solutions import holistic
 
         self.static_image_mode = bool(static_image_mode)
         self.detect_max_side = detect_max_side
@@ -323,28 +324,19 @@ class PoseExtractor:
         self.refine_face_landmarks = bool(refine_face_landmarks)
         self.min_detection_confidence = float(min_detection_confidence)
         self.min_tracking_confidence = float(min_tracking_confidence)
-        self.smooth_landmarks = bool(smooth_landmarks)
-        self._holistic = None
-        self._outputs = _TimestampedOutputs()
-        self._open()
-        self.last_detect_size: tuple[int, int] | None = None
-
-    def _open(self) -> None:
-        """A new Holistic graph, its outputs kept by timestamp (so that several frames can be in
-        the graph at once, :meth:`detect_batch`)."""
-        from mediapipe.python.solutions import holistic
-
         self._holistic = holistic.Holistic(
             static_image_mode=self.static_image_mode,
             model_complexity=MODEL_COMPLEXITY,
-            smooth_landmarks=self.smooth_landmarks,
+            smooth_landmarks=smooth_landmarks,
             enable_segmentation=False,
             refine_face_landmarks=self.refine_face_landmarks,
             min_detection_confidence=self.min_detection_confidence,
             min_tracking_confidence=self.min_tracking_confidence,
         )
-        self._outputs.clear()
+        # Outputs kept by timestamp as well, so several frames can be in the graph at once.
+        self._outputs = _TimestampedOutputs()
         self._holistic._graph_outputs = self._outputs
+        self.last_detect_size: tuple[int, int] | None = None
 
     # -- steps ------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -398,14 +390,12 @@ class PoseExtractor:
         return self.detect(self.prepare(image))
 
     def reset(self) -> None:
-        """Forget the tracked person and the landmark filters (start of an unrelated clip): a
-        new graph. (Not ``SolutionBase.reset``, which closes and restarts the same graph: with the
-        timestamped outputs installed, closing such a restarted graph hung in a test here, and
-        a graph is not stateless in static mode either -- the same photo twice gives a face that
-        differs by up to 0.004 of the image the second time. A new graph is plainly fresh.)"""
+        """Forget the tracked person and the landmark filters (start of an unrelated clip): the
+        graph's run is closed and a new one started (its calculators are made anew), which tracks
+        the next frames exactly as a new extractor would (``tests/test_extract.py``)."""
         if self._holistic is not None:
-            self._holistic.close()
-            self._open()
+            self._holistic.reset()
+            self._outputs.clear()
 
     def describe(self) -> dict:
         """What produced the poses (stored in ``PoseSequence.meta``)."""
