@@ -264,6 +264,11 @@ def distributed_run(device: str | None = None) -> Iterator[DistributedRun]:
     try:
         object_group = dist.new_group(backend="gloo") if use_cuda else None
         yield DistributedRun(rank, world, local, run_device, backend, object_group)
+        # Every rank leaves together: a rank that tore its gloo connections down while a peer was
+        # still finishing the last collective was aborted ("terminate called without an active
+        # exception", SIGABRT; seen once in CI on 4 CPU processes). After an error the other ranks
+        # are stopped by torchrun instead, so no barrier then.
+        dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
