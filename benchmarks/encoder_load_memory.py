@@ -24,11 +24,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from rss import sample_rss  # benchmarks/ is on sys.path when a script runs
+from rss import LoadRecording  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -125,9 +124,6 @@ def _official_vae_names(levels: int, res_blocks: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ child
-_sample = sample_rss  # (benchmarks/rss.py)
-
-
 def _naive(component: str, path: Path, dtype: torch.dtype):
     state = torch.load(path, map_location="cpu", weights_only=True)
     if component == "t5":
@@ -164,13 +160,7 @@ def _child(component: str, path: str, dtype_name: str, method: str) -> None:
     from transformers import CLIPVisionModel, UMT5EncoderModel  # noqa: F401
 
     dtype = getattr(torch, dtype_name)
-    with open("/proc/self/status") as status:
-        baseline = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status
-                    if line.startswith(("RssAnon:", "RssFile:"))}
-    peaks: dict = {}
-    stop = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(stop, peaks), daemon=True)
-    sampler.start()
+    recording = LoadRecording()
     start = time.perf_counter()
     if method == "naive":
         model = _naive(component, Path(path), dtype)
@@ -183,12 +173,7 @@ def _child(component: str, path: str, dtype_name: str, method: str) -> None:
     seconds = time.perf_counter() - start
     with torch.no_grad():
         checksum = sum(float(p.sum()) for p in model.parameters())  # reads every page, no float copy
-    time.sleep(0.05)
-    stop.set()
-    sampler.join()
-    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    print(json.dumps({"baseline": baseline, "peaks": peaks, "model_bytes": model_bytes, "seconds": seconds,
-                      "checksum": checksum}))
+    recording.report(model, seconds, checksum)
 
 
 def mib(n: float) -> str:

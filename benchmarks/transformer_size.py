@@ -25,12 +25,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from rss import sample_rss  # benchmarks/ is on sys.path when a script runs
+from rss import LoadRecording  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -116,17 +115,9 @@ def report_14b() -> None:
 MID_CONFIG = dict(num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=8, text_dim=4096)
 
 
-_sample_memory = sample_rss  # (benchmarks/rss.py)
-
-
 def _child_load(path: str) -> None:
     # Runs in a fresh process: baseline after imports, then peak while loading and reading every weight.
-    peaks: dict = {}
-    with open("/proc/self/status") as status:
-        baseline = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status if line.startswith(("RssAnon:", "RssFile:"))}
-    stop = threading.Event()
-    sampler = threading.Thread(target=_sample_memory, args=(stop, peaks), daemon=True)
-    sampler.start()
+    recording = LoadRecording()
     start = time.perf_counter()
     if path.endswith(".gguf"):
         from diffusers import GGUFQuantizationConfig
@@ -143,12 +134,7 @@ def _child_load(path: str) -> None:
         seconds = time.perf_counter() - start
         with torch.no_grad():  # touch every weight, as a forward pass would
             checksum = sum(float(p.float().sum()) for p in model.parameters())
-    time.sleep(0.05)
-    stop.set()
-    sampler.join()
-    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    print(json.dumps({"baseline": baseline, "peaks": peaks, "model_bytes": model_bytes, "seconds": seconds,
-                      "checksum": checksum}))
+    recording.report(model, seconds, checksum)
 
 
 def measure_load() -> None:

@@ -28,6 +28,7 @@ from steadydancer.pose.path import (
     ReferencePose,
     align_driving,
     beside,
+    checked,
     clean_driving,
     extract_driving,
     keep_preview_frames,
@@ -153,10 +154,8 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     )
 
     def driving_stage(check: Callable[[], None]) -> DrivingPoses:
-        def scaled(fraction: float, message: str) -> None:
-            check()  # the character's detection failed: stop extracting now
-            report(0.05 + 0.8 * fraction, f"Extracting poses: {message}")
-
+        # check(): the character's detection failed, stop extracting now
+        scaled = checked(lambda f, m: report(0.05 + 0.8 * f, f"Extracting poses: {m}"), check)
         driving = extract_driving(source.path, options, scaled)
         if source.video is not None and driving.video is None:  # a project motion: show its clip
             driving = dataclasses.replace(driving, video=source.video, frames=motion_frames(source.key, options.fps))
