@@ -28,7 +28,6 @@ from steadydancer.costs import (  # noqa: E402
     context_parallel_pass,
     H200_TRANSFORMER_TFLOPS,
     H200_VAE_TFLOPS,
-    REAL_14B,
     activation_bytes,
     estimate_gpu_seconds,
     transformer_param_count,
@@ -36,6 +35,7 @@ from steadydancer.costs import (  # noqa: E402
     vae_flops,
     weights_bytes,
 )
+from steadydancer.memory_model import gpu_peak_bytes  # noqa: E402
 from steadydancer.plan import count_transformer_passes  # noqa: E402
 from steadydancer.settings import SamplingSettings  # noqa: E402
 
@@ -48,18 +48,6 @@ def passes_per_clip(preset: str) -> int:
     s = SamplingSettings.resolve(preset)
     return count_transformer_passes(s.num_inference_steps, s.guidance_scale, s.condition_guidance_scale,
                                     s.condition_window)
-
-
-def gpu_memory(preset: str, height: int, width: int, frames: int = 81) -> float:
-    """Peak GPU bytes while denoising (weights resident on the GPU + activations of one call)."""
-    w = weights_bytes()
-    s = SamplingSettings.resolve(preset)
-    widest = 3 if s.condition_guidance_scale else (2 if s.guidance_scale != 1 else 1)
-    if preset == "low_vram":  # group offloading: ~2 blocks resident; passes one by one
-        block = 2 * (10 * REAL_14B.dim**2 + 2 * REAL_14B.dim * REAL_14B.ffn_dim)
-        return 2 * block + activation_bytes(frames, height, width, 1)
-    weights = w["transformer"]["fp8" if preset == "balanced" else "bf16"]
-    return weights + activation_bytes(frames, height, width, widest)
 
 
 def print_tables() -> None:
@@ -90,7 +78,7 @@ def print_tables() -> None:
         cells = []
         for h, w in RESOLUTIONS.values():
             total = passes_per_clip(preset) * transformer_pass_flops(81, h, w)["total"] + vae_flops(81, h, w)
-            cells.append(f"{total / 1e15:11.1f} {gpu_memory(preset, h, w) / GB:6.1f} "
+            cells.append(f"{total / 1e15:11.1f} {gpu_peak_bytes(preset, 81, h, w) / GB:6.1f} "
                          f"{estimate_gpu_seconds(81, None, h, w, preset=preset):7.0f}")
         print(f"  {preset:9} {s.num_inference_steps:5d} {passes_per_clip(preset):6d}  " + "  ".join(cells))
     print(f"\n  GPU GB = transformer weights on the GPU + activations of the widest call (3 batched passes in the\n"
