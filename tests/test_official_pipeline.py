@@ -51,7 +51,8 @@ PASS_NAMES = {("prompt", "pose"): "cond", ("negative", "pose"): "uncond_context"
 
 def _require_fixture():
     if not (FIXTURE / "expected.safetensors").is_file():
-        pytest.skip(f"official pipeline fixture not found at {FIXTURE}")
+        pytest.fail(f"official pipeline fixture not found at {FIXTURE}: the copy in tests/fixtures ships with the "
+                    "repository, and STEADYDANCER_PIPELINE_FIXTURE must name a complete set")
 
 
 # ---------------------------------------------------------------------------------------- inputs

@@ -36,7 +36,8 @@ ATOL, RTOL = 2e-5, 1e-6
 
 def _require_fixture():
     if not (FIXTURE / "sampling_expected.safetensors").is_file():
-        pytest.skip(f"reference sampling fixture not found at {FIXTURE}")
+        pytest.fail(f"reference sampling fixture not found at {FIXTURE}: the copy in tests/fixtures ships with the "
+                    "repository, and STEADYDANCER_REFERENCE_FIXTURE must name a complete set")
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,6 @@ def test_single_file_with_project_names(model, tmp_path):
     assert_same_weights(model, loaded)
 
 
-@pytest.mark.skipif(not (FIXTURE / "diffusion_pytorch_model.safetensors").is_file(), reason="fixture absent")
 def test_fixture_single_file_equals_fixture_folder():
     folder = SteadyDancerTransformer3DModel.from_pretrained(FIXTURE)
     single = SteadyDancerTransformer3DModel.from_single_file(

@@ -34,7 +34,8 @@ TENSOR_NAMES = [
 
 def _require_fixture():
     if not (FIXTURE / "expected.safetensors").is_file():
-        pytest.skip(f"reference fixture not found at {FIXTURE}")
+        pytest.fail(f"reference fixture not found at {FIXTURE}: the copy in tests/fixtures ships with the "
+                    "repository, and STEADYDANCER_REFERENCE_FIXTURE must name a complete set")
 
 
 def fixture_forward_kwargs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
