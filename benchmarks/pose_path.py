@@ -26,7 +26,8 @@ at 30 fps, written with H.264 like a real upload. Every stage runs on the same c
 ``--app`` (default on) calls the app's preview handler in-process, as the Preview button does:
 the first preview of the clip (a fresh session: character detection, extraction, files), the
 re-runs a slider causes (smoothing, repair, alignment, lead-in: only the affected stages and the
-files), and the same for the shipped example motion (examples/, no detection). ``--cli`` times
+files), the same for the shipped example (examples/: its motion's poses and its photo's detection
+are stored, no detector runs) and for the shipped motion with the --image photo (detected). ``--cli`` times
 ``python -m steadydancer pose --fps 0`` on the whole clip in a subprocess (start-up included)
 against the bare detector over the same frames. The issue's goals are printed with each ratio.
 
@@ -300,7 +301,12 @@ def app_rows(args, video, frames81, rows, goals, tmp: Path) -> None:
     app = Studio(AppConfig.from_env().replace(tmp_root=tmp / "sessions"))
     cases = [(f"clip {video.name}", args.image, video, "", 1.3)]
     if "dance_keyframes" in project_motions():
-        cases.append(("shipped motion", ASTRONAUT, None, "dance_keyframes", 0.4))
+        # The shipped example: photo and motion both shipped (the photo's detection is stored
+        # beside it, examples/astronaut.character.json: no detector runs); then the shipped motion
+        # with the --image photo, which is detected.
+        cases.append(("shipped example", ASTRONAUT, None, "dance_keyframes", 0.4))
+        if Path(args.image).resolve() != ASTRONAUT.resolve():
+            cases.append((f"shipped motion + {Path(args.image).name}", args.image, None, "dance_keyframes", 0.4))
     for label, image, clip, motion, goal in cases:
         best, bare81, cold = None, None, None
         for _ in range(args.repeat):

@@ -7,7 +7,9 @@ writes, next to this file,
 * ``dance_keyframes.poses.json`` -- the motion as a :class:`~steadydancer.pose.PoseSequence`
   (body 18 + both hands, 16 fps, 81 frames = 5.06 s, coordinates of a 576x1024 portrait frame);
 * ``dance_keyframes.mp4`` -- the motion drawn exactly as the model sees it: rendered on the
-  official 2x canvas and resized bicubic to 576x1024.
+  official 2x canvas and resized bicubic to 576x1024;
+* ``astronaut.character.json`` -- the character detection of ``astronaut.png`` (pose and faces),
+  so that the example's preview runs no detector (see :func:`write_character_records`).
 
 The dancer is a forward-kinematics skeleton: each keyframe sets a few angles (torso lean, head
 tilt, upper arm, forearm, wrist, thigh, shin), a hip position and how open the hands are.
@@ -237,5 +239,26 @@ def main(out_dir: Path = HERE) -> tuple[Path, Path]:
     return json_path, video_path
 
 
+#: The project's character photos, whose detections are stored beside them.
+PHOTOS = ("astronaut.png",)
+
+
+def write_character_records(out_dir: Path = HERE) -> list[Path]:
+    """``NAME.character.json`` beside each photo of :data:`PHOTOS`: its pose and faces as the app
+    detects them (``studio.inputs.character_record``), so the example's preview runs no detector.
+    Needs mediapipe; rerun it when the photo, the detector or its settings change (a stale record
+    is not used: the app checks the photo's hash and the detector's version and settings)."""
+    from studio.inputs import CHARACTER_SUFFIX, character_record
+
+    written = []
+    for name in PHOTOS:
+        photo = out_dir / name
+        path = character_record(photo).save(out_dir / f"{photo.stem}{CHARACTER_SUFFIX}")
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+        written.append(path)
+    return written
+
+
 if __name__ == "__main__":
     main()
+    write_character_records()

@@ -44,6 +44,7 @@ Colours
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import logging
 import math
@@ -70,6 +71,8 @@ _log = logging.getLogger(__name__)
 STALL_TIMEOUT = 60.0
 #: Seconds allowed for probing a file (ffmpeg -i only reads the header).
 PROBE_TIMEOUT = 60.0
+#: Files whose :func:`probe_video` answer is kept (a few clips in use at once; ~1 KB each).
+PROBE_CACHE_SIZE = 32
 
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -178,11 +181,25 @@ def _parse_rate(text: str) -> float | None:
 def probe_video(path: str | os.PathLike, *, count_frames: bool = False) -> VideoInfo:
     """Read the header of ``path`` (and count its frames exactly when ``count_frames``).
 
+    A file is read once while it stays the same (path, size and modification time): a preview
+    asks about its clip several times (the duration limit, the decoder, the audio of the preview),
+    and each ffmpeg run costs ~15 ms.
+
     Raises :class:`SteadyDancerInputError` when the file is missing, empty, not a video or
     corrupt.
     """
     path = _check_file(path)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path.resolve())]
+    st = path.stat()
+    info = _probe_file(str(path.resolve()), st.st_size, st.st_mtime_ns, bool(count_frames))
+    return info if info.path == str(path) else dataclasses.replace(info, path=str(path))
+
+
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
+def _probe_file(resolved: str, nbytes: int, mtime_ns: int, count_frames: bool) -> VideoInfo:
+    """:func:`probe_video` of one version of a file (``nbytes`` and ``mtime_ns`` only make the key);
+    errors are raised, not kept."""
+    path = Path(resolved)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", resolved]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT)
     except subprocess.TimeoutExpired as exc:

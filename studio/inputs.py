@@ -5,6 +5,7 @@ generation request. Every limit and default comes from :mod:`steadydancer.settin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from steadydancer import settings
 from steadydancer.constants import nearest_valid_frame_count
 from steadydancer.errors import SteadyDancerInputError
 from steadydancer.pose.path import PoseOptions
+from steadydancer.pose.people import Face
+from steadydancer.pose.sequence import PoseFrame, PoseSequence
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "examples"
@@ -48,6 +51,100 @@ def project_motions(examples_dir: Optional[Path] = None) -> dict[str, dict[str, 
 
 def motion_label(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").capitalize()
+
+
+# ---------------------------------------------------------------------------------------------
+# Character photos shipped with the project
+# ---------------------------------------------------------------------------------------------
+
+#: A project photo's character detection, stored beside it as ``NAME.character.json`` (written by
+#: ``examples/make_examples.py`` with :func:`character_record`): a one-frame poses file whose
+#: ``meta`` holds the photo's SHA-256 and size, the detector's version and settings
+#: (:func:`character_fingerprint`) and the faces found. With it the example's preview runs no
+#: detector at all, like a project motion's saved poses; any other photo is detected as always.
+CHARACTER_SUFFIX = ".character.json"
+
+
+@dataclass(frozen=True)
+class KnownCharacter:
+    """A project photo's stored detection: what ``prepare_reference`` and ``find_faces`` give."""
+
+    pose: PoseFrame
+    faces: tuple[Face, ...]
+
+
+def character_fingerprint() -> dict[str, Any]:
+    """What a photo's detection depends on besides the photo: the detector's version (read from the
+    installed package, without importing it) and the detection settings."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from steadydancer.pose import extract, people
+
+    try:
+        detector = f"mediapipe {version('mediapipe')}"
+    except PackageNotFoundError:
+        detector = "mediapipe missing"
+    return {"detector": detector, "model_complexity": extract.MODEL_COMPLEXITY,
+            "detect_max_side": extract.IMAGE_DETECT_MAX_SIDE, "visibility_threshold": extract.VISIBILITY_THRESHOLD,
+            "face_min_confidence": people.FACE_MIN_CONFIDENCE, "face_detect_max_side": people.FACE_DETECT_MAX_SIDE}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def character_record(image) -> PoseSequence:
+    """Detect the character in a photo exactly as a preview does (``prepare_reference``, then
+    ``find_faces`` on the sanitised photo) and return the record to store beside it."""
+    from steadydancer.pose.path import prepare_reference
+    from steadydancer.pose.people import find_faces
+
+    path = Path(image)
+    reference = prepare_reference(path)
+    faces = find_faces(reference.image)
+    meta = {"image_sha256": _sha256(path), "image_bytes": path.stat().st_size, **character_fingerprint(),
+            "faces": [[*face.box, face.score] for face in faces]}
+    return PoseSequence.from_frames([reference.pose], fps=1.0, width=reference.size[0], height=reference.size[1],
+                                    meta=meta)
+
+
+def project_character(image, examples_dir: Optional[Path] = None) -> Optional[KnownCharacter]:
+    """The stored detection of a project photo whose bytes these are (None for any other photo, or
+    when the installed detector or its settings differ from the record's). Only a photo of the
+    same size as a record is hashed."""
+    path = Path(image)
+    size = path.stat().st_size
+    candidates = [(meta, known) for meta, known in _character_records(examples_dir or EXAMPLES_DIR)
+                  if meta.get("image_bytes") == size]
+    if not candidates:
+        return None
+    digest, fingerprint = _sha256(path), character_fingerprint()
+    for meta, known in candidates:
+        if meta.get("image_sha256") == digest and all(meta.get(k) == v for k, v in fingerprint.items()):
+            return known
+    return None
+
+
+def _character_records(examples_dir: Path) -> list[tuple[dict, KnownCharacter]]:
+    files = sorted(examples_dir.glob(f"*{CHARACTER_SUFFIX}"))
+    return _load_character_records(tuple((str(f), f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_character_records(files: tuple[tuple[str, int], ...]) -> list[tuple[dict, KnownCharacter]]:
+    """The records, read once per process (per set of files and their times)."""
+    records = []
+    for name, _ in files:
+        seq = PoseSequence.load(name)
+        faces = tuple(Face(tuple(float(v) for v in f[:4]), float(f[4])) for f in seq.meta.get("faces", []))
+        records.append((dict(seq.meta), KnownCharacter(pose=seq[0], faces=faces)))
+    return records
 
 
 @dataclass(frozen=True)

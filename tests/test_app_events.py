@@ -563,3 +563,80 @@ def test_without_cuda_a_big_model_is_refused_before_loading(app, tmp_path, tiny_
         runtime.check_runtime(app.config.replace(model=str(tiny_model)))  # small enough for the CPU
     finally:
         app.config = saved
+
+
+def test_a_project_photo_is_not_detected_again(app, astronaut_path, tmp_path, monkeypatch):
+    """The shipped photo's stored detection (examples/astronaut.character.json) is what the detector
+    gives for it now; the app finds it by the photo's bytes (Gradio serves a copy under another
+    name) and then runs no detector; another photo, or another detector, is detected as always."""
+    import shutil
+
+    from steadydancer.pose import path as pose_path
+    from steadydancer.pose.people import find_faces
+    from studio import sessions
+
+    record = inputs.project_character(astronaut_path)
+    assert record is not None
+    fresh = pose_path.prepare_reference(astronaut_path)
+    # A stale record (photo, detector or its settings changed): rerun examples/make_examples.py.
+    for part in ("body", "hands", "face"):
+        np.testing.assert_allclose(getattr(record.pose, part), getattr(fresh.pose, part), rtol=0, atol=1e-5,
+                                   err_msg=part)
+    faces = find_faces(fresh.image)
+    assert len(record.faces) == len(faces) == 1
+    np.testing.assert_allclose(record.faces[0].box, faces[0].box, atol=1e-5)
+
+    copy = tmp_path / "upload" / "photo.png"  # the same bytes elsewhere
+    copy.parent.mkdir()
+    shutil.copyfile(astronaut_path, copy)
+    assert inputs.project_character(copy) == record
+    changed = tmp_path / "changed.png"
+    data = bytearray(astronaut_path.read_bytes())
+    data[-20] ^= 1  # same size, other bytes
+    changed.write_bytes(bytes(data))
+    assert inputs.project_character(changed) is None
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("a detector ran for the project photo")
+
+    monkeypatch.setattr(pose_path, "detect_reference_pose", no_detector)
+    monkeypatch.setattr(sessions, "find_faces", no_detector)
+    options = inputs.pose_options(17, 0.3, True, "auto", -1, 0)
+    session = PoseSession.create(tmp_path)
+    result = compute_poses(session, str(copy), inputs.resolve_driving(None, "dance_keyframes"), options)
+    assert session.runs["reference"] == 1 and session.people_note is None
+    for part in ("body", "hands", "face"):
+        np.testing.assert_array_equal(getattr(result.reference.pose, part), getattr(record.pose, part))
+    assert result.reference.size == fresh.size
+
+    # another detector version (or setting): the record is not used
+    fingerprint = inputs.character_fingerprint()
+    monkeypatch.setattr(inputs, "character_fingerprint", lambda: {**fingerprint, "detector": "mediapipe 0.0.1"})
+    assert inputs.project_character(copy) is None
+    with pytest.raises(AssertionError, match="a detector ran"):
+        compute_poses(PoseSession.create(tmp_path), str(copy), inputs.resolve_driving(None, "dance_keyframes"),
+                      options)
+
+
+def test_the_shipped_example_preview_imports_no_detector(tmp_path):
+    """Photo and motion shipped with the project: the whole preview (poses, files) runs without
+    importing mediapipe at all."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from studio import inputs\n"
+        "from studio.sessions import PoseSession, compute_poses\n"
+        "from steadydancer.pose.path import write_pose_outputs\n"
+        f"tmp = Path({str(tmp_path)!r})\n"
+        "options = inputs.pose_options(17, 0.3, True, 'auto', -1, 0)\n"
+        "result = compute_poses(PoseSession.create(tmp), str(inputs.EXAMPLES_DIR / 'astronaut.png'),\n"
+        "                       inputs.resolve_driving(None, 'dance_keyframes'), options)\n"
+        "paths = write_pose_outputs(result, tmp / 'out')\n"
+        "assert all(p.stat().st_size for p in paths.values())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mediapipe'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

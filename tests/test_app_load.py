@@ -469,7 +469,7 @@ def test_only_example_media_are_served_from_examples(server):
     examples = REPO_ROOT / "examples"
     for name in ("astronaut.png", "dance_keyframes.mp4"):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 200, name
-    for name in ("make_examples.py", "README.md", "dance_keyframes.poses.json"):
+    for name in ("make_examples.py", "README.md", "dance_keyframes.poses.json", "astronaut.character.json"):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 403, name
 
 

@@ -105,6 +105,39 @@ def test_probe_reports_stream_facts(media):
     assert probe_video(media["indexed30"], count_frames=True).num_frames == 30
 
 
+def test_a_file_is_probed_once_while_it_stays_the_same(media, tmp_path, monkeypatch):
+    import shutil
+
+    import steadydancer.video as video
+
+    runs = []
+    real_run = subprocess.run
+
+    def counting_run(cmd, *args, **kwargs):
+        runs.append(cmd)
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(video.subprocess, "run", counting_run)
+    clip = tmp_path / "clip.mp4"
+    shutil.copyfile(media["with_audio"], clip)
+    first = probe_video(clip)
+    assert probe_video(clip) == first and probe_video(str(clip)).path == str(clip)
+    assert len(runs) == 1
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)  # another name of the same file: the same answer, under its own name
+    assert probe_video(link).path == str(link) and probe_video(link).duration == first.duration
+    assert len(runs) == 1
+    shutil.copyfile(media["indexed30"], clip)  # the file changed: probed again, the new answer
+    changed = probe_video(clip)
+    assert len(runs) == 2 and not changed.has_audio and changed.num_frames != first.num_frames
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    for _ in range(2):  # an error is not kept
+        with pytest.raises(SteadyDancerInputError):
+            probe_video(broken)
+    assert len(runs) == 4
+
+
 def test_rotation_is_reported_and_applied(media):
     info = probe_video(media["rotated"])
     assert info.rotation == 90

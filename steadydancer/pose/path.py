@@ -143,18 +143,28 @@ def _scaled(progress: Progress, start: float, end: float) -> Progress:
 # --------------------------------------------------------------------------------------------
 
 
-def prepare_reference(image) -> ReferencePose:
-    """Sanitise the character image and detect its pose (at the official working size)."""
+def prepare_reference(image, pose: Optional[PoseFrame] = None) -> ReferencePose:
+    """Sanitise the character image and detect its pose (at the official working size).
+
+    ``pose``: this very image's pose when it is already known (a project photo's stored
+    detection, ``studio.inputs.project_character``, made by :func:`detect_reference_pose`): no
+    detector runs then."""
     from ..image import load_image
-    from .extract import extract_image_pose
 
     img = load_image(image)
     size = size_for_area(img.width, img.height, DEFAULT_MAX_AREA)
+    if pose is None:
+        pose = detect_reference_pose(img, size)
+    return ReferencePose(image=img, size=size, pose=pose)
+
+
+def detect_reference_pose(img: Image.Image, size: tuple[int, int]) -> PoseFrame:
+    """The character's pose in a sanitised image (``load_image``) whose working size is ``size``."""
+    from .extract import extract_image_pose
+
     # The official preprocessing detects on the image resized to the working size; detection
     # coordinates are normalised, so they apply to the full-resolution image as well.
-    work = img.resize(size, Image.BICUBIC)
-    pose = extract_image_pose(np.asarray(work))
-    return ReferencePose(image=img, size=size, pose=pose)
+    return extract_image_pose(np.asarray(img.resize(size, Image.BICUBIC)))
 
 
 def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
