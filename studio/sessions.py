@@ -138,8 +138,9 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     ref_key = file_key(image)
     new_reference = session.reference is None or session.reference[0] != ref_key
 
+    known = project_character(image) if new_reference else None  # a project photo: its stored detection
+
     def reference_stage() -> tuple[ReferencePose, Optional[str]]:
-        known = project_character(image)  # a project photo: its stored detection, no detector
         reference = keep_working_size(prepare_reference(image, pose=known.pose if known else None), areas)
         faces = list(known.faces) if known else find_faces(reference.image)
         return reference, people_note(reference.pose, faces)
@@ -161,7 +162,8 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
         driving = extract_driving(source.path, options, scaled)
         if source.video is not None and driving.video is None:  # a project motion: show its clip
             driving = dataclasses.replace(driving, video=source.video, frames=motion_frames(source.key, options.fps))
-            keep_preview_frames(driving, options)  # once per process, beside the character's detection
+            if new_reference and known is None:  # once per process, beside the character's detection;
+                keep_preview_frames(driving, options)  # else the first preview decodes while it renders
         return driving
 
     def motion_stage(check: Callable[[], None]) -> None:

@@ -508,9 +508,12 @@ def test_a_motions_clip_is_decoded_beside_the_characters_detection(app, astronau
     (decoded while the character is detected), so the preview decodes nothing."""
     from steadydancer.pose import outputs
 
+    photo = tmp_path / "photo.png"  # not the project photo's bytes: its detection runs
+    Image.open(astronaut_path).save(photo, compress_level=1)
+    assert inputs.project_character(photo) is None
     session = PoseSession.create(tmp_path)
     options = inputs.pose_options(17, 0.3, True, "auto", -1, 0)
-    result = compute_poses(session, str(astronaut_path), inputs.resolve_driving(None, "dance_keyframes"), options)
+    result = compute_poses(session, str(photo), inputs.resolve_driving(None, "dance_keyframes"), options)
     kept = result.driving.frames
     assert kept.max_side == outputs.PREVIEW_HEIGHT and len(kept.frames) >= 17
     assert max(kept.frames[0].shape[:2]) == outputs.PREVIEW_HEIGHT
@@ -521,7 +524,7 @@ def test_a_motions_clip_is_decoded_beside_the_characters_detection(app, astronau
     # writing a preview leaves them as they were
     before = [frame.copy() for frame in kept.frames]
     other = PoseSession.create(tmp_path)
-    again = compute_poses(other, str(astronaut_path), inputs.resolve_driving(None, "dance_keyframes"), options)
+    again = compute_poses(other, str(photo), inputs.resolve_driving(None, "dance_keyframes"), options)
     assert again.driving.frames is kept
     assert again.driving.frames.frames is kept.frames
     outputs.write_pose_outputs(again, tmp_path / "files", outputs=("preview",))
@@ -601,6 +604,8 @@ def test_a_project_photo_is_not_detected_again(app, astronaut_path, tmp_path, mo
 
     monkeypatch.setattr(pose_path, "detect_reference_pose", no_detector)
     monkeypatch.setattr(sessions, "find_faces", no_detector)
+    # nothing to wait for: the motion's clip is not decoded up front (the preview decodes it as it renders)
+    monkeypatch.setattr(sessions, "keep_preview_frames", no_detector)
     options = inputs.pose_options(17, 0.3, True, "auto", -1, 0)
     session = PoseSession.create(tmp_path)
     result = compute_poses(session, str(copy), inputs.resolve_driving(None, "dance_keyframes"), options)
