@@ -141,7 +141,8 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     known = project_character(image) if new_reference else None  # a project photo: its stored detection
 
     def reference_stage() -> tuple[ReferencePose, Optional[str]]:
-        reference = keep_working_size(prepare_reference(image, pose=known.pose if known else None), areas)
+        pose = known.pose.copy() if known else None  # the record is shared by every session: a copy
+        reference = keep_working_size(prepare_reference(image, pose=pose), areas)
         faces = list(known.faces) if known else find_faces(reference.image)
         return reference, people_note(reference.pose, faces)
 
@@ -166,34 +167,33 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
                 keep_preview_frames(driving, options)  # else the first preview decodes while it renders
         return driving
 
-    def motion_stage(check: Callable[[], None]) -> None:
-        """The driving poses (extracted or loaded, unless reusable) and their repair and smoothing
-        (unless unchanged): nothing here needs the character, so it all runs beside its detection."""
-        if not reusable:
+    if not reusable:
+        if new_reference:  # the character is detected while the clip is read (see path.beside)
+            report(0.0, "Detecting the character's pose and reading the driving motion")
+            (reference, note), driving = beside(reference_stage, driving_stage)
+        else:
             report(0.05, "Reading the driving motion")
-            session.driving = (drv_key, need, driving_stage(check))
-            session.runs["extract"] += 1
-        driving = session.driving[2]
-        # Repair and smoothing run on every frame read, then the length is cut: a shorter length or
-        # a lead-in re-runs only the alignment, and the frames kept are smoothed the same either way.
-        clean_key = (drv_key, len(driving.poses), options.smooth, options.repair)
-        if session.cleaned is None or session.cleaned[0] != clean_key:
-            check()
-            report(0.88, "Repairing and smoothing")
-            session.cleaned = (clean_key, clean_driving(driving, options))
-            session.runs["clean"] += 1
-
-    if new_reference:  # the character is detected while the motion is read and cleaned (see path.beside)
-        report(0.0, "Detecting the character's pose")
-        (reference, note), _ = beside(reference_stage, motion_stage)
+            driving = driving_stage(lambda: None)
+        session.driving = (drv_key, need, driving)
+        session.runs["extract"] += 1
+    else:
+        driving = cached[2]
+        if new_reference:
+            report(0.0, "Detecting the character's pose")
+            reference, note = reference_stage()
+    if new_reference:
         session.people_note = note
         session.reference = (ref_key, reference)
         session.runs["reference"] += 1
-    else:
-        motion_stage(lambda: None)
     reference: ReferencePose = session.reference[1]
-    driving: DrivingPoses = session.driving[2]
-    clean_key = session.cleaned[0]
+
+    # Repair and smoothing run on every frame read, then the length is cut: a shorter length or a
+    # lead-in re-runs only the alignment, and the frames kept are smoothed the same either way.
+    clean_key = (drv_key, len(driving.poses), options.smooth, options.repair)
+    if session.cleaned is None or session.cleaned[0] != clean_key:
+        report(0.88, "Repairing and smoothing")
+        session.cleaned = (clean_key, clean_driving(driving, options))
+        session.runs["clean"] += 1
     cleaned: CleanedPoses = session.cleaned[1]
     if need is not None and len(driving.poses) > need:
         driving = dataclasses.replace(driving, poses=driving.poses[:need])
