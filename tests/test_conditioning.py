@@ -16,6 +16,7 @@ from steadydancer.errors import SteadyDancerInputError
 from steadydancer.pose import conditioning as cond
 from steadydancer.pose.path import PoseOptions, render_conditions
 from steadydancer.pose.render import BODY_COLORS
+from steadydancer.video import ffmpeg_exe
 
 
 def limb_frames(n: int = 5, size=(96, 64)) -> list[np.ndarray]:
@@ -68,7 +69,7 @@ def test_official_writer_settings(tmp_path):
     path = tmp_path / "pose.mp4"
     frames = limb_frames(3)
     assert cond._encode(frames[0], iter(frames[1:]), (96, 64), 30.0, path) == 3
-    info = subprocess.run([cond._ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True).stderr.decode()
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True).stderr.decode()
     assert "h264" in info and "yuv420p" in info and "30 fps" in info and "96x64" in info
     # x264 writes its settings into the stream.
     data = path.read_bytes()

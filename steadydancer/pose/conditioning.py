@@ -33,6 +33,7 @@ This module is numpy/OpenCV/Pillow only (no torch), like the rest of :mod:`stead
 from __future__ import annotations
 
 import io
+import itertools
 import subprocess
 import tempfile
 import threading
@@ -45,6 +46,7 @@ from PIL import Image
 
 from ..errors import SteadyDancerInputError
 from ..settings import CONDITIONING
+from ..video import ffmpeg_exe
 
 #: How pose frames reach the model: ``official`` (the chain above, the default) or ``clean``.
 CONDITIONING_MODES = tuple(CONDITIONING.choices)
@@ -70,12 +72,6 @@ def check_conditioning(conditioning: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # The steps
 # ----------------------------------------------------------------------------------------------
-
-
-def _ffmpeg() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _rate(fps: float) -> str:
@@ -110,7 +106,7 @@ def h264_roundtrip(frames: Iterable[np.ndarray], fps: float) -> Iterator[np.ndar
 def _encode(first: np.ndarray, rest: Iterator[np.ndarray], size: tuple[int, int], fps: float, path: Path) -> int:
     w, h = size
     cmd = [
-        _ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
         "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}", "-pix_fmt", "rgb24", "-r", _rate(fps),
         "-an", "-i", "-",
         "-vcodec", "libx264", "-preset", OFFICIAL_X264_PRESET, "-crf", str(OFFICIAL_X264_CRF),
@@ -122,7 +118,7 @@ def _encode(first: np.ndarray, rest: Iterator[np.ndarray], size: tuple[int, int]
     drain.start()
     count = 0
     try:
-        for frame in _chain_first(first, rest):
+        for frame in itertools.chain([first], rest):
             frame = _rgb(frame)
             if frame.shape[:2] != (h, w):
                 raise ValueError(f"all frames must be {w}x{h}, got {frame.shape[1]}x{frame.shape[0]}")
@@ -141,15 +137,10 @@ def _encode(first: np.ndarray, rest: Iterator[np.ndarray], size: tuple[int, int]
     return count
 
 
-def _chain_first(first, rest):
-    yield first
-    yield from rest
-
-
 def _decode(path: Path, size: tuple[int, int], count: int) -> Iterator[np.ndarray]:
     w, h = size
     cmd = [
-        _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
         "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
