@@ -178,17 +178,19 @@ class PoseSequence:
     # -- JSON -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         def points(arr: np.ndarray) -> list:
-            ok = present(arr)
-            return [[float(v) for v in p] if k else None for p, k in zip(arr, ok)]
+            """Nested lists of Python floats (the float32 values exactly), a missing point None;
+            converted in one ``tolist`` per part (a loop over points took ~0.4 ms a frame)."""
+            rows = arr.tolist()
+            for index in np.argwhere(~present(arr)).tolist():
+                *outer, last = index
+                inner = rows
+                for i in outer:
+                    inner = inner[i]
+                inner[last] = None
+            return rows
 
-        frames = [
-            {
-                "body": points(self.body[t]),
-                "hands": [points(self.hands[t, h]) for h in range(2)],
-                "face": points(self.face[t]),
-            }
-            for t in range(len(self))
-        ]
+        body, hands, face = points(self.body), points(self.hands), points(self.face)
+        frames = [{"body": body[t], "hands": hands[t], "face": face[t]} for t in range(len(self))]
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
