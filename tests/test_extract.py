@@ -450,3 +450,29 @@ def test_a_process_that_forgot_to_close_an_extractor_still_exits(tmp_path):
             "e = PoseExtractor(static_image_mode=True)\ne(np.full((64, 64, 3), 90, np.uint8))\nprint('done')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-2000:]
+
+
+def test_mediapipe_is_imported_without_pyplot(astronaut_path):
+    """import_mediapipe keeps matplotlib.pyplot (imported by mediapipe's drawing helpers, unused
+    here) out of the process, the detector works, and pyplot is still real wherever it is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from steadydancer.pose.extract import extract_image_pose, import_mediapipe\n"
+        f"pose = extract_image_pose(np.asarray(Image.open({str(astronaut_path)!r}).convert('RGB')))\n"
+        "assert pose.has_person\n"
+        "assert 'mediapipe' in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
+        "from mediapipe.python.solutions import drawing_utils\n"
+        "assert drawing_utils.plt.__name__ == 'matplotlib.pyplot'\n"
+        "figure = drawing_utils.plt.figure  # first use: the real pyplot\n"
+        "import matplotlib.pyplot as plt\n"
+        "assert figure is plt.figure and type(plt).__name__ == 'module'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "ok"

@@ -68,11 +68,13 @@ the bare detector's.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import queue
 import sys
 import threading
+import types
 from bisect import bisect_right
 from pathlib import Path
 from types import SimpleNamespace
@@ -235,10 +237,49 @@ def blend_poses(a: PoseFrame, b: PoseFrame, weight: float) -> PoseFrame:
 # ----------------------------------------------------------------------------------------------
 
 
+class _ModuleOnFirstUse(types.ModuleType):
+    """Stands in for a module nobody here uses: the real one is imported on the first attribute
+    read (``importlib.import_module``), and that attribute returned."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.__spec__ = None  # the import system reads it: no load for that
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+_MEDIAPIPE_IMPORT = threading.Lock()
+
+
+def import_mediapipe():
+    """``mediapipe``, imported without loading ``matplotlib.pyplot``.
+
+    mediapipe's package imports its drawing helpers (``solutions.drawing_utils``), which import
+    pyplot for a plotting function this project never calls: about 0.14 s of the package's 0.4 s
+    import (``python -X importtime``), paid by every process that detects a pose. While mediapipe
+    is imported, ``sys.modules`` holds a stand-in for pyplot (:class:`_ModuleOnFirstUse`); it is
+    removed afterwards, so any other ``import matplotlib.pyplot`` gets the real module, and the
+    drawing helpers get it too if they are ever used (``tests/test_extract.py``)."""
+    with _MEDIAPIPE_IMPORT:
+        if "mediapipe" in sys.modules or "matplotlib.pyplot" in sys.modules:
+            import mediapipe
+
+            return mediapipe
+        stand_in = _ModuleOnFirstUse("matplotlib.pyplot")
+        sys.modules["matplotlib.pyplot"] = stand_in
+        try:
+            import mediapipe
+        finally:
+            if sys.modules.get("matplotlib.pyplot") is stand_in:
+                del sys.modules["matplotlib.pyplot"]
+        return mediapipe
+
+
 def check_bundled_models(refine_face_landmarks: bool = False) -> Path:
     """Make sure every model file the Holistic graph reads is inside the installed mediapipe
     (so that nothing is downloaded); returns the mediapipe package directory."""
-    import mediapipe
+    mediapipe = import_mediapipe()
 
     root = Path(mediapipe.__file__).resolve().parent
     needed = BUNDLED_MODELS + ((_REFINED_FACE_MODEL,) if refine_face_landmarks else ())
@@ -252,7 +293,7 @@ def check_bundled_models(refine_face_landmarks: bool = False) -> Path:
 
 
 def detector_version() -> str:
-    import mediapipe
+    mediapipe = import_mediapipe()
 
     return str(getattr(mediapipe, "__version__", "unknown"))
 

@@ -40,8 +40,11 @@ class Face:
 
 def find_faces(image, min_confidence: float = FACE_MIN_CONFIDENCE) -> list[Face]:
     """Faces in an RGB image (PIL or uint8 H x W x 3), left to right."""
-    import mediapipe as mp
     from PIL import Image
+
+    from .extract import import_mediapipe
+
+    mp = import_mediapipe()
 
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     scale = min(1.0, FACE_DETECT_MAX_SIDE / max(img.size))
