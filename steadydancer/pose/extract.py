@@ -237,19 +237,23 @@ def blend_poses(a: PoseFrame, b: PoseFrame, weight: float) -> PoseFrame:
 # ----------------------------------------------------------------------------------------------
 
 
+_MEDIAPIPE_IMPORT = threading.Lock()
+
+
 class _ModuleOnFirstUse(types.ModuleType):
-    """Stands in for a module nobody here uses: the real one is imported on the first attribute
-    read (``importlib.import_module``), and that attribute returned."""
+    """Stands in for a module nobody here uses: the real one is imported on the first read of a
+    public attribute (``importlib.import_module``), and that attribute returned."""
 
     def __init__(self, name: str):
         super().__init__(name)
         self.__spec__ = None  # the import system reads it: no load for that
 
     def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):  # introspection (``__file__``, ``__path__``...): no load
+            raise AttributeError(attribute)
+        with _MEDIAPIPE_IMPORT:  # another thread read it while mediapipe imports: the stand-in is gone after
+            pass
         return getattr(importlib.import_module(self.__name__), attribute)
-
-
-_MEDIAPIPE_IMPORT = threading.Lock()
 
 
 def import_mediapipe():
