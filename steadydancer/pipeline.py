@@ -418,7 +418,10 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         std = getattr(processor, "image_std", None) or [0.26862954, 0.26130258, 0.27577711]
         pixels = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False)
         pixels = pixels * 0.5 + 0.5
-        pixels = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        # Every tensor made here names its dtype: loading a pipeline (diffusers / transformers) sets
+        # torch's process-wide default dtype for a moment, which another slot's generation would see.
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (mean, std))
+        pixels = (pixels - mean) / std
         encoder_device = self._device_of("image_encoder")
         pixels = pixels.to(device=encoder_device, dtype=self.image_encoder.dtype)
         hidden_states = self.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
@@ -452,7 +455,8 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def _first_frame_mask(self, num_latent_frames: int, height: int, width: int, device) -> torch.Tensor:
         """``[1, 4, f, h, w]``: the I2V mask, 1 on the 4 sub-frames of latent frame 0 (the one pixel
         frame it holds, repeated 4 times as in Wan), 0 elsewhere."""
-        mask = torch.zeros(1, self.vae_scale_factor_temporal, num_latent_frames, height, width, device=device)
+        mask = torch.zeros(1, self.vae_scale_factor_temporal, num_latent_frames, height, width, device=device,
+                           dtype=torch.float32)
         mask[:, :, 0] = 1.0
         return mask
 
@@ -460,7 +464,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         r"""``y`` ``[1, 20, f, h, w]``: first-frame mask + VAE latent of [``first_frame``, then
         ``num_frames - 1`` zero (mid-grey) frames]. ``first_frame`` ``[3, H, W]`` in [-1, 1]."""
         _, height, width = first_frame.shape
-        video = torch.zeros(1, 3, num_frames, height, width)
+        video = torch.zeros(1, 3, num_frames, height, width, dtype=torch.float32)  # not the default dtype: see encode_image
         video[0, :, 0] = first_frame
         latents = self.encode_video(video, device)
         mask = self._first_frame_mask(latents.shape[2], latents.shape[3], latents.shape[4], device)
@@ -811,7 +815,7 @@ class SteadyDancerPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         elif output_type == "np":
             frames = np.concatenate(emitted)[None] if emitted else np.zeros((1, 0, height, width, 3), np.float32)
         elif output_type == "pt":
-            frames = torch.cat(emitted)[None] if emitted else torch.zeros(1, 0, 3, height, width)
+            frames = torch.cat(emitted)[None] if emitted else torch.zeros(1, 0, 3, height, width, dtype=torch.float32)
         else:
             frames = [[image for chunk in emitted for image in chunk]]
         if not return_dict:

@@ -113,7 +113,7 @@ def crossfade_weights(overlap: int) -> torch.Tensor:
     """Weight of the *new* window on each overlapping frame: a raised cosine from 0 (the shared
     first frame, which the new window was conditioned on) to 1."""
     if overlap == 1:
-        return torch.zeros(1)
+        return torch.zeros(1, dtype=torch.float32)
     j = torch.arange(overlap, dtype=torch.float64)
     return (0.5 - 0.5 * torch.cos(math.pi * j / (overlap - 1))).float()
 

@@ -88,3 +88,30 @@ def test_two_generations_run_at_once_on_two_devices(one_intra_op_thread):
     assert len(results["a"]) == len(results["b"]) == 5
     assert all((fa == fb).all() for fa, fb in zip(results["a"], results["b"]))  # same seed, same video
     runtime._PIPELINES.clear()
+
+
+def test_a_pipeline_loading_in_another_slot_does_not_change_this_ones_tensors():
+    """Loading a pipeline (diffusers / transformers) sets torch's process-wide default dtype to
+    bfloat16 for a moment; a generation running in another slot at that moment made its first-frame
+    video and CLIP normalisation in bfloat16 (the flaky two-slot test above, ~1 run in 6 under
+    load). The pipeline names the dtype of every tensor it makes, so the default cannot reach it."""
+    import torch
+
+    from steadydancer.generation import load_pipeline
+
+    pipe = load_pipeline(str(shared_tiny_pipeline_path()), preset="quality", device="cpu", offline=True)
+    frame = torch.linspace(-1, 1, 3 * 32 * 32, dtype=torch.float32).view(3, 32, 32)
+
+    def tensors():
+        return (pipe.encode_image(frame[None]), pipe.prepare_image_condition(frame, 5, torch.device("cpu")),
+                pipe._first_frame_mask(2, 4, 4, "cpu"))
+
+    expected = tensors()
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # what another slot's loading does for a moment
+    try:
+        seen = tensors()
+    finally:
+        torch.set_default_dtype(saved)
+    for a, b in zip(expected, seen):
+        assert a.dtype == b.dtype and torch.equal(a, b)
