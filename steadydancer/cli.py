@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_pose(args) -> int:
     from .generation import audio_source
+    from .pose.helper import start_helpers
     from .pose.path import run_pose_path, write_pose_outputs
 
+    start_helpers()  # starts while the detector runs; draws a condition video beside this process
     progress = _Progress()
     result = run_pose_path(args.image, args.video, _pose_options(args), progress=progress)
     audio = audio_source(result) if args.audio else None

@@ -21,6 +21,7 @@ from steadydancer import settings
 from steadydancer.constants import MODEL_FPS, nearest_valid_frame_count
 from steadydancer.errors import MissingWeightsError, SteadyDancerInputError
 from steadydancer.generation import audio_source, frame_rate_note, generation_size, prepare_job, write_result
+from steadydancer.pose.helper import start_helpers
 from steadydancer.pose.outputs import iter_pose_outputs
 from steadydancer.pose.path import PosePathResult
 
@@ -173,6 +174,7 @@ class Studio:
         self.sessions: SessionStore[PoseSession] = SessionStore(
             lambda key: PoseSession.create(config.tmp_root), delete_session, max_sessions=config.max_sessions,
             idle_seconds=config.session_idle_seconds)
+        start_helpers()  # a process that draws the pose video beside this one's threads (pose.helper)
 
     # -- sessions --------------------------------------------------------------------------------
     def session(self, session) -> PoseSession:
@@ -245,6 +247,7 @@ class Studio:
 
         with self.held_session(session, gr_request) as held:
             held.cancel.clear()
+            start_helpers()  # replaces a helper that has ended, while the detector runs
             result = compute_poses(held, image, source, options,
                                    watched(runtime.progress_adapter(progress, 0.0, 0.6), held, PreviewCancelled),
                                    areas=self.photo_areas)

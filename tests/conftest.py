@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+# No render helper process unless a test starts one (tests/test_pose_helper.py): the pose videos
+# are then drawn by this process's threads in every other test, so a test that patches the
+# drawing here sees its patch used; the helper writes the same bytes (checked there).
+os.environ["STEADYDANCER_RENDER_HELPERS"] = "0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"

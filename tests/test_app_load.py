@@ -116,7 +116,9 @@ def server(tmp_path_factory, tiny_model):
            "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SSR_MODE": "False", "HF_HUB_OFFLINE": "1",
            "GRADIO_HEARTBEAT_INTERVAL": "0.5", "STEADYDANCER_MAX_SESSIONS": str(MAX_SESSIONS),
            "STEADYDANCER_SESSION_IDLE_SECONDS": str(IDLE_SECONDS), "STEADYDANCER_SESSION_SWEEP_SECONDS": "0.5",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1",
+           # the app as it runs for users: with its render helper process (conftest turns it off in-process)
+           "STEADYDANCER_RENDER_HELPERS": "1"}
     log = base / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -508,3 +510,4 @@ def test_a_stopping_server_tells_waiting_clients(server, astronaut_path, long_cl
     with pytest.raises(AppError, match="The server is shutting down"):
         job.result(timeout=30)
     assert server.proc.wait(timeout=20) is not None
+

@@ -8,6 +8,10 @@
   piped to its own ffmpeg process (:class:`steadydancer.video.VideoWriter`) as they come. The
   encoders run concurrently with rendering and with each other; no video is held whole in
   memory. The calling thread only waits and reports progress.
+* **One condition video goes to a helper process** when one is started and idle
+  (:mod:`steadydancer.pose.helper`): the Python between the drawing calls holds the GIL, so
+  the threads of one process cannot keep two cores busy; the helper draws and encodes that
+  video with its own interpreter and writes the same file.
 * **Each frame is drawn once** for everything that shows it (an optional short
   ``preview_start.mp4`` with the first frames, for early display, reuses the preview's frames).
 * **The driving clip is decoded once**: during extraction, the decoded frames are also kept at
@@ -41,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from ..video import CONDITION_ENCODING, DISPLAY_ENCODING, EncodeSettings, VideoWriter
+from .helper import ConditionJob, give_back, take_helper
 
 Progress = Optional[Callable[[float, str], None]]
 
@@ -120,22 +125,40 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: 
 # --------------------------------------------------------------------------------------------
 
 
+def condition_geometry(reference, options, size: tuple[int, int] | None = None
+                       ) -> tuple[tuple[int, int], tuple[int, int], bool]:
+    """(official canvas (W, H), frame size (W, H), draw_face) of the condition frames of
+    ``reference``: the canvas is twice the working size, the frame ``size`` (default: the
+    working size)."""
+    from .render import official_canvas_size
+
+    # The official canvas comes from the photo's own size (the working size is already rounded:
+    # rounding it again can change the canvas, e.g. 400x582 -> 1248x1856 instead of 1248x1824).
+    canvas = tuple(official_canvas_size(*reference.image.size))
+    return canvas, tuple(size or reference.size), bool(options.draw_face)
+
+
 def condition_renderer(reference, options, size: tuple[int, int] | None = None) -> Callable:
     """A function pose frame -> condition frame (H, W, 3) uint8: the official drawing on the
     official canvas (twice the working size), resized bicubic to ``size`` (default: the
     working size). Pixel for pixel ``resize_pose_frame(render_pose(...), size)``, made without the
     full canvas (:func:`~steadydancer.pose.render.render_resized`)."""
-    from .render import official_canvas_size, render_resized
+    from .render import render_resized
 
-    size = tuple(size or reference.size)
-    # The official canvas comes from the photo's own size (the working size is already rounded:
-    # rounding it again can change the canvas, e.g. 400x582 -> 1248x1856 instead of 1248x1824).
-    canvas_w, canvas_h = official_canvas_size(*reference.image.size)
+    canvas, size, draw_face = condition_geometry(reference, options, size)
 
     def render(frame) -> np.ndarray:
-        return render_resized(frame, (canvas_w, canvas_h), size, draw_face=options.draw_face)
+        return render_resized(frame, canvas, size, draw_face=draw_face)
 
     return render
+
+
+def condition_job(path, poses, reference, options, fps: float, settings: EncodeSettings) -> ConditionJob:
+    """A helper process's job (:mod:`steadydancer.pose.helper`): ``poses`` drawn as
+    :func:`condition_renderer` draws them for ``reference`` and ``options``, encoded with
+    ``settings`` into ``path``."""
+    canvas, size, draw_face = condition_geometry(reference, options)
+    return ConditionJob(str(path), poses, canvas, size, draw_face, float(fps), settings)
 
 
 @dataclass(frozen=True)
@@ -306,6 +329,52 @@ class _Stream(threading.Thread):
             self.early[0].abort()
 
 
+class _HelperStream(threading.Thread):
+    """Feeds one condition video through a helper process (:mod:`steadydancer.pose.helper`):
+    the same frames and file as :class:`_Stream`, drawn outside this process's GIL. If the
+    helper ends mid-video, ``local()`` (a :class:`_Stream` for the same video) writes it here."""
+
+    def __init__(self, key: str, helper, job, local: Callable[[], _Stream], abort: threading.Event,
+                 after: Optional[threading.Event] = None):
+        super().__init__(daemon=True, name=f"pose-output-{key}")
+        self.key, self.helper, self.job, self.local = key, helper, job, local
+        self.abort, self.after = abort, after
+        self.error: BaseException | None = None
+        self._done = 0
+        self._local: Optional[_Stream] = None
+
+    @property
+    def done(self) -> int:
+        return self._local.done if self._local is not None else self._done
+
+    def _progress(self, frames: int) -> None:
+        self._done = frames
+
+    def run(self) -> None:
+        from .helper import HelperGone
+
+        try:
+            while self.after is not None and not self.after.wait(0.05):  # the early preview goes first
+                if self.abort.is_set():
+                    return
+            if self.abort.is_set():
+                return
+            try:
+                self.helper.run(self.job, self.abort, self._progress)
+            except HelperGone:
+                helper, self.helper = self.helper, None
+                give_back(helper)
+                self._local = self.local()
+                self._local.run()
+                self.error = self._local.error
+        except BaseException as exc:  # reported by write_pose_outputs in the calling thread
+            self.error = exc
+            self.abort.set()
+        finally:
+            if self.helper is not None:
+                give_back(self.helper)
+
+
 def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | None = None,
                        progress: Progress = None, outputs: Optional[Sequence[str]] = None,
                        encodings: Optional[Mapping[str, EncodeSettings]] = None,
@@ -355,7 +424,7 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
     total = len(aligned.positive)
     report(0.0, "rendering and encoding the pose videos")
     abort = threading.Event()
-    streams: list[_Stream] = []
+    streams: list[threading.Thread] = []
     early_ready = threading.Event()
     pool = render_pool()  # shared by every call (see render_pool)
     try:
@@ -374,11 +443,20 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                 streams.append(_Stream(key, frames, writer, total, abort, early))
             else:
                 seq = aligned.positive if key == "positive" else aligned.negative
-                render = condition_renderer(result.reference, result.options)
-                # With an early preview, the render threads make its frames first.
+                # With an early preview, its frames are made first.
                 after = early_ready if early_preview_frames > 0 and "preview" in paths else None
-                streams.append(_Stream(key, ordered_map(pool, render, seq), VideoWriter(
-                    paths[key], fps, settings=settings[key]), total, abort, after=after))
+
+                def local(seq=seq, key=key, after=after) -> _Stream:
+                    render = condition_renderer(result.reference, result.options)
+                    return _Stream(key, ordered_map(pool, render, seq), VideoWriter(
+                        paths[key], fps, settings=settings[key]), total, abort, after=after)
+
+                helper = take_helper()  # an idle helper process draws it outside our GIL, else threads here
+                if helper is None:
+                    streams.append(local())
+                else:
+                    job = condition_job(paths[key], seq, result.reference, result.options, fps, settings[key])
+                    streams.append(_HelperStream(key, helper, job, local, abort, after))
         for stream in streams:
             stream.start()
         write_json()
@@ -404,7 +482,10 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
     except BaseException:
         abort.set()
         for stream in streams:
-            stream.join()
+            if stream.is_alive() or stream.ident is not None:
+                stream.join()
+            elif isinstance(stream, _HelperStream):  # never started: its helper is free again
+                give_back(stream.helper)
         raise
     for stream in streams:
         if stream.error is not None:
