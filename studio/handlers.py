@@ -38,7 +38,7 @@ from .inputs import (
     resolve_driving,
     resolve_image,
 )
-from .memory import release_free_memory
+from .memory import fix_mmap_threshold, release_free_memory
 from .session_store import SessionStore
 from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions
 
@@ -175,6 +175,7 @@ class Studio:
             lambda key: PoseSession.create(config.tmp_root), delete_session, max_sessions=config.max_sessions,
             idle_seconds=config.session_idle_seconds)
         start_helpers()  # a process that draws the pose video beside this one's threads (pose.helper)
+        fix_mmap_threshold()  # freed photo-sized blocks go back to the system (studio.memory)
 
     # -- sessions --------------------------------------------------------------------------------
     def session(self, session) -> PoseSession:

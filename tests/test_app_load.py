@@ -511,3 +511,12 @@ def test_a_stopping_server_tells_waiting_clients(server, astronaut_path, long_cl
         job.result(timeout=30)
     assert server.proc.wait(timeout=20) is not None
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_glibc_takes_the_fixed_mmap_threshold():
+    """studio.memory sets M_MMAP_THRESHOLD through ctypes (what keeps the memory test above flat:
+    without it the server's memory wandered by +-50 MB between previews)."""
+    from studio.memory import MMAP_THRESHOLD_BYTES, fix_mmap_threshold
+
+    assert fix_mmap_threshold(MMAP_THRESHOLD_BYTES) is True
