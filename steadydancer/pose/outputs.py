@@ -451,11 +451,11 @@ def write_pose_outputs(result, out_dir: str | Path, *, audio_from: str | Path | 
                     return _Stream(key, ordered_map(pool, render, seq), VideoWriter(
                         paths[key], fps, settings=settings[key]), total, abort, after=after)
 
+                job = condition_job(paths[key], seq, result.reference, result.options, fps, settings[key])
                 helper = take_helper()  # an idle helper process draws it outside our GIL, else threads here
                 if helper is None:
                     streams.append(local())
                 else:
-                    job = condition_job(paths[key], seq, result.reference, result.options, fps, settings[key])
                     streams.append(_HelperStream(key, helper, job, local, abort, after))
         for stream in streams:
             stream.start()
