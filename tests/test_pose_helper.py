@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -205,3 +206,22 @@ def test_a_helper_whose_parent_goes_stops_and_removes_its_file(result, one_helpe
     finally:
         helper.give_back(worker)
     assert not (tmp_path / "cut.mp4").exists()
+
+
+def test_a_helper_that_cannot_start_is_not_started_again(result, threads_only, monkeypatch, capfd, tmp_path):
+    """A helper that ends before it is ready (a broken install): said once on stderr, never
+    started again in this process, and the videos are drawn here."""
+    helper.stop_helpers()
+    monkeypatch.setattr(helper, "_CANNOT_START", [])
+    monkeypatch.setattr(helper.RenderHelper, "CODE", "import sys; sys.exit(3)")
+    try:
+        assert helper.start_helpers(1) == 1
+        deadline = time.monotonic() + START_SECONDS
+        while helper.start_helpers(1) and time.monotonic() < deadline:  # until it has ended
+            time.sleep(0.05)
+        assert helper.start_helpers(1) == 0 and helper.helper_pids() == []
+        assert capfd.readouterr().err.count("ended as it started (exit status 3") == 1
+        assert helper.take_helper() is None
+        assert digests(write_pose_outputs(result, tmp_path)) == threads_only
+    finally:
+        helper.stop_helpers()

@@ -182,6 +182,8 @@ class RenderHelper:
     """One helper process and its replies (read by a thread of ours into per-job queues)."""
 
     _ids = itertools.count(1)
+    #: What the child runs (``python -c``).
+    CODE = "from steadydancer.pose.helper import serve; serve()"
 
     def __init__(self):
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the package
@@ -189,7 +191,7 @@ class RenderHelper:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.owner = os.getpid()  # a forked copy of this process must not use (or end) it
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from steadydancer.pose.helper import serve; serve()"],
+            [sys.executable, "-c", self.CODE],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
         self.ready = threading.Event()
         self.busy = False
@@ -287,6 +289,9 @@ class RenderHelper:
 
 _HELPERS: list[RenderHelper] = []
 _LOCK = threading.Lock()
+#: Set when a helper ended before it was ready (it cannot start here: a broken install, no
+#: memory): no other is started in this process, the videos are drawn by threads.
+_CANNOT_START: list[str] = []
 
 
 def default_helpers() -> int:
@@ -313,12 +318,16 @@ def start_helpers(count: Optional[int] = None) -> int:
         for helper in [h for h in _HELPERS if not h.alive and not h.busy]:
             _HELPERS.remove(helper)
             helper.close(timeout=0)
-        while len(_HELPERS) < count:
+            if not helper.ready.is_set() and not _CANNOT_START:
+                _CANNOT_START.append(f"exit status {helper.proc.returncode}")
+                print(f"steadydancer: the render helper process ended as it started "
+                      f"({_CANNOT_START[0]}; its error is above); rendering in this process", file=sys.stderr)
+        while len(_HELPERS) < count and not _CANNOT_START:
             try:
                 _HELPERS.append(RenderHelper())
             except OSError as exc:  # no helper: the videos are rendered here, as without one
+                _CANNOT_START.append(str(exc))
                 print(f"steadydancer: no render helper ({exc}); rendering in this process", file=sys.stderr)
-                break
         return len(_HELPERS)
 
 
