@@ -72,4 +72,12 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from steadydancer.errors import SteadyDancerInputError
+
+    try:
+        main()
+    except SteadyDancerInputError as exc:  # a setting the operator can fix: one line, exit status 2
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -201,3 +201,18 @@ def test_queue_is_bounded_and_generation_runs_one_at_a_time(server):
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["generate"].concurrency_limit == 1 and fns["generate"].concurrency_id == "gpu"
     assert fns["preview_poses"].concurrency_limit == 2 and fns["preview_poses"].concurrency_id == "cpu"
+
+
+@pytest.mark.parametrize("variable", ["STEADYDANCER_RENDER_HELPERS", "STEADYDANCER_MAX_SESSIONS"])
+def test_a_bad_setting_stops_the_app_with_one_line(variable, tmp_path):
+    """`python app.py` with a setting that is not a number: one `error:` line naming it, exit
+    status 2, no traceback (the user-error policy of the command line)."""
+    import subprocess
+
+    env = {**os.environ, variable: "lots", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "app.py"), "--port", "1"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "'lots'" in line and ("STEADYDANCER_RENDER_HELPERS" in line or "max_sessions" in line)
