@@ -109,6 +109,21 @@ def stop_helpers() -> None:
     helper.stop_helpers()
 
 
+def helper_memory() -> str:
+    """RSS and peak RSS of the running render helpers (Linux /proc)."""
+    from steadydancer.pose.helper import helper_pids
+
+    parts = []
+    for pid in helper_pids():
+        try:
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        except OSError:
+            continue
+        parts.append(f"RSS {int(status['VmRSS'].split()[0]) / 1024:.0f} MB, "
+                     f"peak {int(status['VmHWM'].split()[0]) / 1024:.0f} MB")
+    return "; ".join(parts) or "no helper running"
+
+
 def _process_cpu(pid: int) -> float:
     """CPU seconds of a running process and of its finished children (its encoders): Linux
     /proc; 0 elsewhere."""
@@ -284,6 +299,7 @@ def main(argv=None) -> int:
         after, _ = timed(lambda: pose_path.write_pose_outputs(result, out), args.repeat)
         rows.append(("CLI files, concurrent streams + render helper (now)", after, n,
                      f"5 files; {threads[0] / after[0]:.2f}x faster than threads only"))
+        print(f"(render helper memory after these files: {helper_memory()})")
         from studio.handlers import PREVIEW_OUTPUTS as app_files
         stop_helpers()
         threads, _ = timed(lambda: pose_path.write_pose_outputs(result, out, **app_files), args.repeat)

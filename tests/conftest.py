@@ -33,6 +33,18 @@ STANDING = {
 }
 
 
+def run_python(code: str, timeout: float = 300) -> list[str]:
+    """``code`` run by a new interpreter from the repository root (a fresh process: nothing this
+    one imported); the lines it printed. Fails the test with its stderr if it exits non-zero."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -26,6 +26,7 @@ from steadydancer import settings  # noqa: E402
 from steadydancer.pose.path import PoseOptions, extract_driving  # noqa: E402
 from studio import inputs, runtime  # noqa: E402
 from studio.sessions import PoseSession, compute_poses, delete_session, motion_frames, sweep_old_sessions  # noqa: E402
+from tests.conftest import run_python  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -626,8 +627,6 @@ def test_a_project_photo_is_not_detected_again(app, astronaut_path, tmp_path, mo
 def test_the_shipped_example_preview_imports_no_detector(tmp_path):
     """Photo and motion shipped with the project: the whole preview (poses, files) runs without
     importing mediapipe at all."""
-    import subprocess
-
     code = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -642,6 +641,4 @@ def test_the_shipped_example_preview_imports_no_detector(tmp_path):
         "assert all(p.stat().st_size for p in paths.values())\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mediapipe'))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(code)[-1] == "[]"

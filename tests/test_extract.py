@@ -23,7 +23,7 @@ from steadydancer.pose.extract import (
 from steadydancer.pose.face68 import FACE68_FROM_MESH, IBUG68_MIRROR
 from steadydancer.pose.sequence import PoseFrame, present
 from steadydancer.pose.skeleton import BODY, BODY_MIRROR, LEFT_HAND, RIGHT_HAND
-from tests.conftest import make_person_frames
+from tests.conftest import make_person_frames, run_python
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -443,21 +443,14 @@ def test_a_worker_with_several_segments_restarts_its_tracker(monkeypatch):
 def test_a_process_that_forgot_to_close_an_extractor_still_exits(tmp_path):
     """Closing a graph while the interpreter shuts down hung the process (the graph's threads wait
     for the GIL): PoseExtractor.__del__ leaves it to the OS then."""
-    import subprocess
-    import sys
-
     code = ("import numpy as np\nfrom steadydancer.pose.extract import PoseExtractor\n"
             "e = PoseExtractor(static_image_mode=True)\ne(np.full((64, 64, 3), 90, np.uint8))\nprint('done')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-2000:]
+    assert run_python(code, timeout=120) == ["done"]
 
 
 def test_mediapipe_is_imported_without_pyplot(astronaut_path):
     """import_mediapipe keeps matplotlib.pyplot (imported by mediapipe's drawing helpers, unused
     here) out of the process, the detector works, and pyplot is still real wherever it is used."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "import numpy as np\n"
@@ -473,6 +466,4 @@ def test_mediapipe_is_imported_without_pyplot(astronaut_path):
         "assert figure is plt.figure and type(plt).__name__ == 'module'\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "ok"
+    assert run_python(code, timeout=120)[-1] == "ok"

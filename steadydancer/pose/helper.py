@@ -1,11 +1,11 @@
 """Condition videos rendered and encoded by a helper process, beside this one.
 
-Why a process: a condition frame costs ~3 ms to draw and resample, and a third of that is Python
+Why a process: a condition frame costs ~3 ms to draw and resample, and part of that is Python
 between the OpenCV and PIL calls, which holds the GIL. The render threads of one process
 (:func:`steadydancer.pose.outputs.render_pool`) queue on it, so on two cores the files of the
 pose path kept only ~1.7 cores busy. A second interpreter has its own GIL: with one condition
-video written by a helper, the CLI's five files took 2.4 s instead of 2.95 s for 316 frames
-(``benchmarks/pose_path.py``, README "Measured numbers").
+video written by a helper, the CLI's five files are written 1.12-1.21x faster, and the whole
+``pose`` command takes 0.95x the time (README "Measured numbers", ``benchmarks/pose_path.py``).
 
 How:
 
