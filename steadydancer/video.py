@@ -9,6 +9,11 @@ Reading (:func:`iter_video_frames`)
     with its own scaler when ``max_side`` is given and converts to RGB24. A ``showinfo`` filter at
     the end of the chain logs every frame's timestamp and size on stderr, which a thread parses;
     so variable-frame-rate clips are resampled by their real timestamps, not by frame index.
+    Read below its rate, a clip's frames that the rule cannot pick are dropped by ffmpeg before
+    it scales and converts them (:class:`_DropWindow`: a ``select`` with a margin, checked against
+    every decoded frame's real timestamp; a clip whose timestamps fool it is read again without
+    dropping, so the frames are the same either way). The decoder runs at a lower priority
+    (:data:`DECODER_NICENESS`): what it feeds, the pose detector, is the slower of the two.
 
     Resampling rule (deterministic): with ``t0`` the timestamp of the first decoded frame and
     source times ``s_i = pts_i - t0``, output frame ``k`` is meant for time ``t_k = k / fps`` and
@@ -21,8 +26,10 @@ Writing (:func:`write_video`)
     H.264 (libx264), yuv420p, BT.709, ``+faststart``: plays in every browser. Frames are streamed
     to ffmpeg's stdin, never held in memory. yuv420p needs even sides: an odd width or height is
     **cropped** by one pixel on the right/bottom (a 1-pixel loss is invisible; padding would add
-    a visible black line). An audio track can be copied from another file (AAC, cut to the video
-    length, starting at ``audio_start``); a source without audio is skipped silently.
+    a visible black line). An audio track can be copied from another file (cut to the video
+    length, starting at ``audio_start``; an AAC track is copied as it is, to the nearest ~21 ms
+    packet, any other is encoded to AAC: :func:`audio_codec_args`); a source without audio is
+    skipped silently.
 
     :class:`VideoWriter` is the same encoder as an object: frames go to ffmpeg as they are made
     (``write`` per frame), so encoding runs concurrently with whatever produces them. When the
@@ -73,6 +80,20 @@ STALL_TIMEOUT = 60.0
 PROBE_TIMEOUT = 60.0
 #: Files whose :func:`probe_video` answer is kept (a few clips in use at once; ~1 KB each).
 PROBE_CACHE_SIZE = 32
+#: Frames ffmpeg may drop before scaling when a clip is read below its rate (_DropWindow): a
+#: frame is kept within half a source frame interval plus this fraction of one of an output time,
+#: and every frame of the last DROP_TAIL_SECONDS of the header's duration; only from sources
+#: DROP_MIN_RATIO times faster than the output rate.
+DROP_MARGIN = 0.1
+DROP_TAIL_SECONDS = 1.0
+DROP_MIN_RATIO = 1.2
+#: Nice value of the reading ffmpeg (:func:`iter_video_frames`). Its frames feed the pose
+#: detector, which decodes 5x slower than ffmpeg and is slowed by any work beside it on the same
+#: cores: niced, the decoder yields to it (``benchmarks/pose_path.py``, README "Measured numbers").
+DECODER_NICENESS = 15
+#: Audio codecs copied into our MP4s as they are (others are encoded to AAC at AUDIO_BITRATE).
+AUDIO_COPY_CODECS = frozenset({"aac"})
+AUDIO_BITRATE = "128k"
 
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -110,6 +131,7 @@ class VideoInfo:
     rotation: int
     has_audio: bool
     codec: str
+    audio_codec: Optional[str] = None  #: the first audio stream's codec (``"aac"``), if any
 
 
 @dataclass
@@ -253,7 +275,7 @@ def _probe_file(resolved: str, nbytes: int, mtime_ns: int, count_frames: bool) -
     m = _DURATION_RE.search(text)
     if m:
         duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-    has_audio = bool(re.search(r"Stream #\d+:\d+.*?: Audio: ", text))
+    audio_codec = _audio_codec(text)
 
     if count_frames:
         num_frames, counted_secs = _count_frames(path)
@@ -266,7 +288,8 @@ def _probe_file(resolved: str, nbytes: int, mtime_ns: int, count_frames: bool) -
 
     return VideoInfo(
         path=str(path), fps=float(fps), num_frames=int(num_frames), duration=float(duration),
-        width=width, height=height, rotation=rotation_deg, has_audio=has_audio, codec=codec,
+        width=width, height=height, rotation=rotation_deg, has_audio=audio_codec is not None, codec=codec,
+        audio_codec=audio_codec,
     )
 
 
@@ -289,22 +312,31 @@ _SHOWINFO_SIZE_RE = re.compile(r"\bs:(\d+)x(\d+)")
 _SHOWINFO_TIMEBASE_RE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
 
 
+#: ``showinfo`` instance names: every decoded frame (only when frames are dropped before
+#: scaling, :class:`_DropWindow`), and every frame sent down the pipe.
+_SOURCE_INFO, _OUT_INFO = "showinfo@source", "showinfo@out"
+
+
 class _StderrReader(threading.Thread):
-    """Drains ffmpeg's stderr: per-frame (time, duration, width, height) from ``showinfo``
-    lines, and the last other lines for error messages."""
+    """Drains ffmpeg's stderr: per-frame (time, duration, width, height, pts) from ``showinfo``
+    lines -- ``frames`` for the frames sent down the pipe, ``sources`` for every decoded frame
+    (when a ``showinfo@source`` runs before a ``select``) -- and the last other lines for error
+    messages. ``time_base`` is the (num, den) of the decoded frames' timestamps."""
 
     def __init__(self, stream):
         super().__init__(daemon=True)
         # The pipe is unbuffered (bufsize=0 for stdout); buffer it here so that reading lines
         # is not one system call per byte.
         self.stream = io.BufferedReader(stream)
-        self.frames: list[tuple[float | None, float | None, int, int]] = []
+        self.frames: list[tuple[float | None, float | None, int, int, int | None]] = []
+        self.sources: list[tuple[float | None, float | None, int, int, int | None]] = []
+        self.time_base: tuple[int, int] | None = None
         self.log: list[str] = []
         self.done = False
         self.cond = threading.Condition()
 
     def run(self):
-        time_base = None  # exact seconds per pts tick; pts_time is printed with 6 digits only
+        time_bases = {}  # exact seconds per pts tick, per showinfo; pts_time has 6 digits only
         try:
             for raw in self.stream:
                 line = raw.decode("utf-8", "replace").rstrip()
@@ -314,34 +346,42 @@ class _StderrReader(threading.Thread):
                             self.log.append(line)
                             del self.log[:-40]
                     continue
+                source = line.startswith(f"[{_SOURCE_INFO} ")
                 m = _SHOWINFO_TIMEBASE_RE.search(line)
                 if m:
                     num, den = int(m.group(1)), int(m.group(2))
-                    time_base = Fraction(num, den) if num and den else None
+                    time_bases[source] = Fraction(num, den) if num and den else None
+                    if num and den and (source or self.time_base is None):
+                        self.time_base = (num, den)
                     continue
                 m = _SHOWINFO_FRAME_RE.search(line)
                 size = _SHOWINFO_SIZE_RE.search(line)
                 if not (m and size):
                     continue
-                if m.group(2) != "NOPTS" and time_base is not None:
-                    t = float(int(m.group(2)) * time_base)
+                time_base = time_bases.get(source)
+                pts = int(m.group(2)) if m.group(2) != "NOPTS" else None
+                if pts is not None and time_base is not None:
+                    t = float(pts * time_base)
                 else:
                     t = _float_or_none(m.group(3))
                 d = _SHOWINFO_DURATION_RE.search(line)
                 d = _float_or_none(d.group(1)) if d else None
                 with self.cond:
-                    self.frames.append((t, d, int(size.group(1)), int(size.group(2))))
+                    (self.sources if source else self.frames).append(
+                        (t, d, int(size.group(1)), int(size.group(2)), pts))
                     self.cond.notify_all()
         finally:
             with self.cond:
                 self.done = True
                 self.cond.notify_all()
 
-    def wait_for(self, n: int, timeout: float) -> bool:
-        """Wait until the info of frame ``n`` arrived (True) or stderr closed / timeout."""
+    def wait_for(self, n: int, timeout: float, sources: bool = False) -> bool:
+        """Wait until the info of frame ``n`` (of ``sources`` or of the piped ``frames``) arrived
+        (True) or stderr closed / timeout."""
+        entries = self.sources if sources else self.frames
         with self.cond:
-            self.cond.wait_for(lambda: len(self.frames) > n or self.done, timeout=timeout)
-            return len(self.frames) > n
+            self.cond.wait_for(lambda: len(entries) > n or self.done, timeout=timeout)
+            return len(entries) > n
 
     def tail(self, lines: int = 6) -> str:
         with self.cond:
@@ -386,6 +426,7 @@ def iter_video_frames(
     min_frames: int = 1,
     max_duration: float | None = None,
     info: VideoInfo | None = None,
+    drop_early: bool = True,
 ) -> Iterator[VideoFrame]:
     """Decode ``path`` as RGB frames resampled to ``fps`` (``0``: every source frame).
 
@@ -397,6 +438,8 @@ def iter_video_frames(
         min_frames: raise :class:`SteadyDancerInputError` if fewer output frames come out.
         max_duration: raise before decoding if the clip is longer than this many seconds.
         info: a :class:`VideoInfo` from :func:`probe_video`, to skip probing again.
+        drop_early: let ffmpeg drop the source frames the rule cannot pick before it scales and
+            converts them (:class:`_DropWindow`; the same frames come out either way).
 
     Yields:
         :class:`VideoFrame` with ``frame`` of shape (H, W, 3) uint8, rotation applied.
@@ -413,14 +456,100 @@ def iter_video_frames(
             "Trim it to the part you want (the dance moves) and upload that."
         )
 
-    filters = []
+    window = _DropWindow.plan(info, fps) if drop_early else None
+    emitted = 0
+    while True:
+        try:
+            for time, image in _decoded(path, info, fps, max_side, window, skip=emitted):
+                if max_duration is not None and time > max_duration:
+                    raise SteadyDancerInputError(
+                        f"Video {path.name} is longer than the {max_duration:.0f} s limit. "
+                        "Trim it to the part you want and upload that."
+                    )
+                yield VideoFrame(index=emitted, time=time, frame=image)
+                emitted += 1
+                if progress is not None:
+                    frac = min(1.0, time / info.duration) if info.duration > 0 else 0.0
+                    progress(frac, f"decoding video: frame {emitted}")
+                if max_frames is not None and emitted >= max_frames:
+                    return
+            break
+        except _DroppedTooMuch as exc:
+            # The clip's timestamps are not what its header said (a gap, a drift): decode it
+            # again with every frame kept, past the frames already given (the same ones).
+            _log.info("%s: %s; reading it again without dropping frames", path.name, exc)
+            window = None
+    if emitted < max(1, min_frames):
+        if emitted == 0:
+            raise _unreadable(path, "it contains no video frames that ffmpeg can decode")
+        rate = fps or info.fps or MODEL_FPS
+        raise SteadyDancerInputError(
+            f"Video {path.name} gives only {emitted} frame(s) at {rate:g} fps; at least "
+            f"{min_frames} are needed. Use a longer clip (at least "
+            f"{math.ceil(10 * min_frames / rate) / 10:g} s)."
+        )
+
+
+class _DroppedTooMuch(Exception):
+    """A frame the resampling rule picks was dropped by ffmpeg's ``select`` (or ``select`` did
+    not do what :meth:`_DropWindow.keeps` predicted)."""
+
+
+@dataclass(frozen=True)
+class _DropWindow:
+    """Which decoded frames ffmpeg may drop before it scales and converts them (its ``select``).
+
+    At ``fps`` below the source rate, the nearest-timestamp rule leaves source frames out (a
+    30 fps clip read at 16 fps: about half of them; 60 fps: three in four), and scaling and RGB
+    conversion are most of the decoder's work beside the H.264 decoding itself, taken from the
+    pose detector's cores (``benchmarks/pose_path.py``: its "every source frame scaled" rows). A
+    frame at ``s`` seconds from the first is kept when some output time ``k / fps`` lies within
+    ``half`` of it (half a source frame interval plus :data:`DROP_MARGIN` of one: timestamps
+    jitter), or when it is in the clip's last :data:`DROP_TAIL_SECONDS` by the header's duration
+    (the last frame shows until the clip's end). Frames are never picked from this guess: the
+    rule runs on every decoded frame's real timestamp (a ``showinfo`` before the ``select``), and
+    a frame it picks that was dropped (a gap or a drift the guess did not cover) makes the
+    reader decode the clip again without dropping (:class:`_DroppedTooMuch`). Python evaluates
+    the same expression on the same doubles (:meth:`keeps`), so it knows which frames come down
+    the pipe without waiting for the next frame's line; a disagreement also means reading again."""
+
+    fps: float
+    half: float
+    tail: float
+
+    @classmethod
+    def plan(cls, info: VideoInfo, fps: float) -> "Optional[_DropWindow]":
+        """The window for reading ``info``'s clip at ``fps``, or ``None`` where dropping saves
+        little or the header gives no rate or duration to plan with."""
+        if not (fps and info.fps and info.duration > 0 and info.fps > DROP_MIN_RATIO * fps):
+            return None
+        return cls(float(fps), (0.5 + DROP_MARGIN) / float(info.fps), float(info.duration) - DROP_TAIL_SECONDS)
+
+    def expression(self) -> str:
+        """ffmpeg's ``select`` expression (``t``, ``start_t``: seconds of the frame and of the first)."""
+        f, h, e = repr(self.fps), repr(self.half), repr(self.tail)
+        return (f"select='gte(t-start_t\\,{e})+lte(ceil((t-start_t-{h})*{f})\\,floor((t-start_t+{h})*{f}))'")
+
+    def keeps(self, pts: int | None, first_pts: int | None, time_base: tuple[int, int]) -> bool:
+        """What the expression says for a frame, computed as ffmpeg computes it (doubles)."""
+        if pts is None or first_pts is None:
+            return False  # NaN: compared false
+        tb = time_base[0] / time_base[1]
+        s = float(pts) * tb - float(first_pts) * tb
+        return s >= self.tail or math.ceil((s - self.half) * self.fps) <= math.floor((s + self.half) * self.fps)
+
+
+def _decoded(path: Path, info: VideoInfo, fps: float, max_side: int | None, window: Optional[_DropWindow],
+             skip: int = 0) -> Iterator[tuple[float, np.ndarray]]:
+    """One ffmpeg run: (time, image) of every output frame after the first ``skip``."""
+    filters = [f"{_SOURCE_INFO}=checksum=0", window.expression()] if window is not None else []
     if max_side:
         m = int(max_side)
         filters.append(
             f"scale=w='if(gte(iw,ih),min(iw,{m}),-2)':h='if(gte(iw,ih),-2,min(ih,{m}))'"
             ":flags=area"
         )
-    filters.append("showinfo=checksum=0")
+    filters.append(f"{_OUT_INFO}=checksum=0")
     cmd = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
         # One decoding thread: the frames are consumed by work several times slower than decoding
@@ -435,38 +564,21 @@ def iter_video_frames(
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0)
+    lower_priority(proc.pid, DECODER_NICENESS)
     log = _StderrReader(proc.stderr)
     log.start()
 
-    emitted = 0
     try:
-        source = _iter_source_frames(proc, log, path)
+        source = _iter_source_frames(proc, log, path, window)
         if fps == 0:
             frames_out = ((t, image) for t, image, _ in source)
         else:
             frames_out = _resample_nearest(source, fps)
-        for time, image in frames_out:
-            if max_duration is not None and time > max_duration:
-                raise SteadyDancerInputError(
-                    f"Video {path.name} is longer than the {max_duration:.0f} s limit. "
-                    "Trim it to the part you want and upload that."
-                )
-            yield VideoFrame(index=emitted, time=time, frame=image)
-            emitted += 1
-            if progress is not None:
-                frac = min(1.0, time / info.duration) if info.duration > 0 else 0.0
-                progress(frac, f"decoding video: frame {emitted}")
-            if max_frames is not None and emitted >= max_frames:
-                return
-        if emitted < max(1, min_frames):
-            if emitted == 0:
-                raise _unreadable(path, "it contains no video frames that ffmpeg can decode")
-            rate = fps or info.fps or MODEL_FPS
-            raise SteadyDancerInputError(
-                f"Video {path.name} gives only {emitted} frame(s) at {rate:g} fps; at least "
-                f"{min_frames} are needed. Use a longer clip (at least "
-                f"{math.ceil(10 * min_frames / rate) / 10:g} s)."
-            )
+        for index, (time, image) in enumerate(frames_out):
+            if image is None:
+                raise _DroppedTooMuch(f"the frame for {time:.3f} s was dropped")
+            if index >= skip:
+                yield time, image
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -478,31 +590,45 @@ def iter_video_frames(
             proc.stderr.close()
 
 
-def _iter_source_frames(proc, log: _StderrReader, path: Path) -> Iterator[tuple[float, np.ndarray, float]]:
-    """(time from first frame, image, frame duration) for every decoded frame, in order."""
+def _iter_source_frames(proc, log: _StderrReader, path: Path, window: Optional[_DropWindow] = None
+                        ) -> Iterator[tuple[float, Optional[np.ndarray], float]]:
+    """(time from first frame, image, frame duration) for every decoded frame, in order; with a
+    ``window``, the image is ``None`` for the frames ffmpeg dropped."""
     t0 = None
-    n = 0
+    n = 0  # decoded frames
+    piped = 0  # frames read from the pipe
+    first_pts = None
     last_t = 0.0
     size = None
     while True:
-        if not log.wait_for(n, STALL_TIMEOUT):
+        entries = log.sources if window is not None else log.frames
+        if not log.wait_for(n, STALL_TIMEOUT, sources=window is not None):
             if not log.done:
                 raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s")
             break  # end of stream
-        pts, dur, w, h = log.frames[n]
-        if size is None:
-            size = (w, h)
-        image = np.empty((h, w, 3), np.uint8)
-        try:
-            got = _read_exact(proc.stdout, memoryview(image).cast("B"), STALL_TIMEOUT)
-        except TimeoutError:
-            raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s") from None
-        if got < image.nbytes:
-            break  # truncated last frame: ffmpeg ended
-        if (w, h) != size:  # resolution change mid-stream: keep the first size
-            import cv2
+        pts, dur, w, h, raw_pts = entries[n]
+        if n == 0:
+            first_pts = raw_pts
+        image = None
+        if window is None or window.keeps(raw_pts, first_pts, log.time_base or (1, 1)):
+            if window is not None:  # its line after select, with the size that comes down the pipe
+                if not log.wait_for(piped, STALL_TIMEOUT):
+                    if not log.done:
+                        raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s")
+                    raise _DroppedTooMuch(f"frame {n} did not come down the pipe")
+                _, _, w, h, out_pts = log.frames[piped]
+                if out_pts != raw_pts:
+                    raise _DroppedTooMuch(f"frame {n} is not the one that came down the pipe")
+            image = _read_frame(proc, path, w, h)
+            if image is None:
+                break  # truncated last frame: ffmpeg ended
+            piped += 1
+            if size is None:
+                size = (w, h)
+            if (w, h) != size:  # resolution change mid-stream: keep the first size
+                import cv2
 
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         if pts is None:
             t = last_t + (dur or 0.0) if n else 0.0
         else:
@@ -516,6 +642,16 @@ def _iter_source_frames(proc, log: _StderrReader, path: Path) -> Iterator[tuple[
     if n == 0:
         _log.warning("no frames decoded from %s; ffmpeg said: %s", path, log.tail())
         raise _unreadable(path, "it contains no video frames that ffmpeg can decode")
+
+
+def _read_frame(proc, path: Path, w: int, h: int) -> Optional[np.ndarray]:
+    """The next (h, w, 3) RGB frame from ffmpeg's pipe; ``None`` when the pipe ends before it."""
+    image = np.empty((h, w, 3), np.uint8)
+    try:
+        got = _read_exact(proc.stdout, memoryview(image).cast("B"), STALL_TIMEOUT)
+    except TimeoutError:
+        raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s") from None
+    return image if got == image.nbytes else None
 
 
 #: Distances equal within this many seconds are a tie (float noise in k / fps vs pts * tb).
@@ -755,9 +891,10 @@ class VideoWriter:
     ``with VideoWriter(path, fps) as w: w.write(frame) ...`` -- leaving the block normally
     finishes the file (and raises if ffmpeg failed); an exception inside it removes the file.
     Odd sides are cropped by one pixel (right/bottom). ``audio_from``: that file's first audio
-    track from ``audio_start`` seconds, as AAC cut to the video's length -- muxed in the same
-    ffmpeg run when ``num_frames`` says how long the video will be, else in a second, copying
-    pass; a file without audio is ignored. The ffmpeg process starts with the first frame.
+    track from ``audio_start`` seconds, as AAC (:func:`audio_codec_args`) cut to the video's
+    length -- muxed in the same ffmpeg run when ``num_frames`` says how long the video will be,
+    else in a second pass that copies the video; a file without audio is ignored. The ffmpeg
+    process starts with the first frame.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, settings: EncodeSettings = MASTER_ENCODING,
@@ -774,12 +911,14 @@ class VideoWriter:
         self.audio_start = max(0.0, float(audio_start))
         self.num_frames = num_frames
         self.audio_from = None
+        self._audio_args: list[str] = []
         if audio_from is not None:
             try:
-                has_audio = probe_video(audio_from).has_audio
+                codec = probe_video(audio_from).audio_codec
             except SteadyDancerInputError:
-                has_audio = _has_audio_stream(Path(audio_from))
-            self.audio_from = Path(audio_from).resolve() if has_audio else None
+                codec = _audio_stream_codec(Path(audio_from))
+            self.audio_from = Path(audio_from).resolve() if codec is not None else None
+            self._audio_args = audio_codec_args(codec)
         # Audio in the same run needs the length up front; otherwise a second pass adds it.
         self._mux_now = self.audio_from is not None and num_frames is not None
         self._target = (self.path if self.audio_from is None or self._mux_now
@@ -802,7 +941,7 @@ class VideoWriter:
         ]
         if self._mux_now:
             cmd += ["-ss", f"{self.audio_start:.6f}", "-i", str(self.audio_from),
-                    "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k",
+                    "-map", "0:v:0", "-map", "1:a:0?", *self._audio_args,
                     "-t", f"{self.num_frames / self.fps:.6f}"]
         else:
             cmd += ["-an"]
@@ -861,7 +1000,7 @@ class VideoWriter:
                     "-i", str(self._target),
                     "-ss", f"{self.audio_start:.6f}", "-i", str(self.audio_from),
                     "-map", "0:v:0", "-map", "1:a:0?",
-                    "-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
+                    "-c:v", "copy", *self._audio_args,
                     "-t", f"{self.count / self.fps:.6f}",
                     "-movflags", "+faststart",
                     str(self.path),
@@ -913,6 +1052,7 @@ def write_video(
     ``settings`` (default :data:`MASTER_ENCODING`) picks the encoder profile; ``crf`` / ``preset``
     override one field of it. Odd sides are cropped by one pixel (right/bottom). With
     ``audio_from``, that file's first audio track from ``audio_start`` seconds is muxed in as AAC
+    (:func:`audio_codec_args`)
     and cut to the video's length (in the same ffmpeg run when ``num_frames`` is given or
     ``frames`` has a length); a file without audio is ignored. Returns the output path.
     """
@@ -935,13 +1075,45 @@ def write_video(
     return writer.path
 
 
-def _has_audio_stream(path: Path) -> bool:
-    """True if ffmpeg sees an audio stream (for audio-only files, which probe_video rejects)."""
+def _audio_codec(ffmpeg_log: str) -> Optional[str]:
+    """The codec of the first audio stream ``ffmpeg -i`` lists (``"aac"``), or ``None``."""
+    m = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", ffmpeg_log)
+    return m.group(1) if m else None
+
+
+def _audio_stream_codec(path: Path) -> Optional[str]:
+    """:func:`_audio_codec` of a file probe_video rejects (audio only); ``None`` if it has none."""
     if not path.is_file():
-        return False
+        return None
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path.resolve())],
                           capture_output=True, timeout=PROBE_TIMEOUT)
-    return bool(re.search(r"Stream #\d+:\d+.*?: Audio: ", proc.stderr.decode("utf-8", "replace")))
+    return _audio_codec(proc.stderr.decode("utf-8", "replace"))
+
+
+def audio_codec_args(codec: Optional[str]) -> list[str]:
+    """ffmpeg's audio codec arguments for a source track of ``codec`` in an MP4: AAC is copied
+    (cut at its ~21 ms packets: no decode, no re-encode, no second generation of loss), anything
+    else is encoded to AAC (:data:`AUDIO_BITRATE`)."""
+    if codec in AUDIO_COPY_CODECS:
+        return ["-c:a", "copy"]
+    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
+
+
+def lower_priority(pid: int, niceness: int) -> None:
+    """Raise the nice value of process ``pid`` (each of its threads: Linux niceness is per
+    thread) to ``niceness``; a no-op where the OS has no such call or refuses it."""
+    if not hasattr(os, "setpriority"):
+        return
+    tasks = [pid]
+    try:
+        tasks += [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    except OSError:
+        pass
+    for task in tasks:
+        try:
+            os.setpriority(os.PRIO_PROCESS, task, max(os.getpriority(os.PRIO_PROCESS, task), niceness))
+        except OSError:  # ended already, or not allowed
+            pass
 
 
 def _even_size(h: int, w: int) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from .inputs import (
     DrivingSource,
     file_key,
     generation_request,
+    is_blank,
     pose_options,
     project_motions,
     resolve_driving,
@@ -40,7 +41,7 @@ from .inputs import (
 )
 from .memory import fix_mmap_threshold, release_free_memory
 from .session_store import SessionStore
-from .sessions import PoseSession, compute_poses, delete_session, sweep_old_sessions
+from .sessions import PoseSession, compute_poses, delete_session, session_character, sweep_old_sessions
 
 log = logging.getLogger("steadydancer.app")
 
@@ -226,6 +227,22 @@ class Studio:
         return [area for area, _ in self.config.resolutions.values()]
 
     # -- preview ---------------------------------------------------------------------------------
+    @event()
+    @user_errors
+    def detect_character(self, image, session=None, gr_request: gr.Request = None):
+        """The photo arrived (upload, paste, an example): detect the character now, while the user
+        picks a motion, so that Preview only reads the clip; a photo without a person is reported
+        at once, and for a photo of several people a note says which one is animated. A cleared
+        photo does nothing."""
+        if is_blank(image):
+            return
+        image = resolve_image(image)
+        with self.held_session(session, gr_request) as held:
+            session_character(held, image, self.photo_areas)
+            note = held.people_note
+        if note:
+            gr.Info(note)
+
     @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors
     def preview_poses(self, image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,

@@ -162,12 +162,13 @@ class DrivingSource:
 # ---------------------------------------------------------------------------------------------
 
 
-def _blank(value) -> bool:
+def is_blank(value) -> bool:
+    """An input the user has not filled (or has cleared)."""
     return value is None or (isinstance(value, str) and not value.strip())
 
 
 def resolve_image(image) -> str:
-    if _blank(image):
+    if is_blank(image):
         raise SteadyDancerInputError("image: add a character image first (a photo of one person, ideally full body).")
     if isinstance(image, dict):  # {"path": ...} from some clients
         image = image.get("path") or image.get("url")
@@ -193,7 +194,7 @@ def resolve_driving(driving_video, motion: str | None) -> DrivingSource:
         entry = motions[motion]
         return DrivingSource(path=entry["poses"], video=entry["video"],
                              key=("motion", motion, file_key(entry["poses"])), label=motion_label(motion))
-    if _blank(driving_video):
+    if is_blank(driving_video):
         raise SteadyDancerInputError(
             "driving_video: add a driving video (one person dancing), or choose one of the project's motions.")
     if isinstance(driving_video, dict):  # {"video": path, "subtitles": ...} from some clients

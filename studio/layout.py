@@ -260,6 +260,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
         preview_event = preview_btn.click(lambda: gr.Tabs(selected="preview"), None, tabs, **private).then(
             studio.preview_poses, *io_for(studio.preview_poses, c), api_name="preview_poses",
             concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu")
+        # The character is detected as soon as the photo arrives (a preview then only reads the clip).
+        on([c["image"].change], studio.detect_character, api_visibility="private", show_progress="hidden",
+           concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu", trigger_mode="always_last")
         # A pose control changed after a preview: re-run only the stages it affects (user actions
         # only -- .release / .input / .submit, not .change, so examples filling values do not fire).
         on([c["smooth"].release, c["num_frames"].release, c["repair"].input, c["align_mode"].input,

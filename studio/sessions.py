@@ -5,7 +5,11 @@ What a session holds is bounded: the character photo at working size
 (:func:`studio.working_image.working_copy`), the poses of at most the app's longest length, the
 latest preview / generation files. :class:`studio.handlers.Studio` keeps the sessions in a
 :class:`studio.session_store.SessionStore` (closed when the tab closes, after an idle time, or when
-newer sessions need the room)."""
+newer sessions need the room).
+
+A photo's character is detected once (:func:`session_character`): by the photo's own event when
+it arrives on the page, or by the first preview or generation that needs it, whichever comes
+first; one that comes while the other detects waits for its answer."""
 
 from __future__ import annotations
 
@@ -76,6 +80,9 @@ class PoseSession:
     aligned: Optional[tuple] = None  # (key, AlignedPoses)
     runs: Counter = field(default_factory=Counter)
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: held while the character is detected (:func:`session_character`): the photo's own event and
+    #: a preview started meanwhile detect it once
+    character_lock: threading.Lock = field(default_factory=threading.Lock)
     last_preview_key: Optional[tuple] = None
     people_note: Optional[str] = None  #: a photo of several people: which one is animated
 
@@ -128,6 +135,26 @@ def motion_frames(key: tuple, fps: float) -> DrivingFrames:
         return _MOTION_FRAMES.setdefault((key, float(fps)), DrivingFrames())
 
 
+def session_character(session: PoseSession, image: str, areas: Iterable[int] = (), known=None) -> ReferencePose:
+    """The session's character for the photo ``image``: the one stored if it is this photo, else
+    detected now and stored (a project photo: its stored record, ``known`` if the caller has
+    looked it up already), with :attr:`PoseSession.people_note`. One detection at a time per
+    session: a caller that comes while the same photo is detected waits and shares the answer
+    (the app detects a photo when it arrives, and a preview may start meanwhile)."""
+    key = file_key(image)
+    with session.character_lock:
+        if session.reference is not None and session.reference[0] == key:
+            return session.reference[1]
+        known = known if known is not None else project_character(image)
+        pose = known.pose.copy() if known else None  # the record is shared by every session: a copy
+        reference = keep_working_size(prepare_reference(image, pose=pose), areas)
+        faces = list(known.faces) if known else find_faces(reference.image)
+        session.people_note = people_note(reference.pose, faces)
+        session.reference = (key, reference)
+        session.runs["reference"] += 1
+        return reference
+
+
 def compute_poses(session: PoseSession, image: str, source: DrivingSource, options: PoseOptions,
                   progress: Optional[Callable[[float, str], None]] = None,
                   areas: Iterable[int] = ()) -> PosePathResult:
@@ -140,11 +167,8 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
 
     known = project_character(image) if new_reference else None  # a project photo: its stored detection
 
-    def reference_stage() -> tuple[ReferencePose, Optional[str]]:
-        pose = known.pose.copy() if known else None  # the record is shared by every session: a copy
-        reference = keep_working_size(prepare_reference(image, pose=pose), areas)
-        faces = list(known.faces) if known else find_faces(reference.image)
-        return reference, people_note(reference.pose, faces)
+    def reference_stage() -> ReferencePose:
+        return session_character(session, image, areas, known)
 
     need = options.max_frames
     drv_key = (source.key, options.fps)
@@ -170,22 +194,18 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     if not reusable:
         if new_reference:  # the character is detected while the clip is read (see path.beside)
             report(0.0, "Detecting the character's pose and reading the driving motion")
-            (reference, note), driving = beside(reference_stage, driving_stage)
+            reference, driving = beside(reference_stage, driving_stage)
         else:
             report(0.05, "Reading the driving motion")
             driving = driving_stage(lambda: None)
+            reference = reference_stage()  # the stored one
         session.driving = (drv_key, need, driving)
         session.runs["extract"] += 1
     else:
         driving = cached[2]
         if new_reference:
             report(0.0, "Detecting the character's pose")
-            reference, note = reference_stage()
-    if new_reference:
-        session.people_note = note
-        session.reference = (ref_key, reference)
-        session.runs["reference"] += 1
-    reference: ReferencePose = session.reference[1]
+        reference = reference_stage()
 
     # Repair and smoothing run on every frame read, then the length is cut: a shorter length or a
     # lead-in re-runs only the alignment, and the frames kept are smoothed the same either way.

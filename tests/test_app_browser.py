@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from test_app_server import REPO_ROOT, launch_app
 
@@ -54,6 +55,13 @@ def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
         page.goto(url, wait_until="domcontentloaded")
         page.locator("#preview-btn").wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app_empty.png"), full_page=True)
+
+        # A photo is checked as soon as it arrives: one without a person says so before any click.
+        nobody = tmp_path / "empty_wall.png"
+        Image.new("RGB", (384, 512), (120, 160, 200)).save(nobody)
+        page.locator("#character input[type=file]").set_input_files(str(nobody))
+        page.get_by_text("No person found in the character image").first.wait_for(timeout=30_000)
+        page.locator("#character button[aria-label='Remove Image']").first.click()
 
         page.locator("#character input[type=file]").set_input_files(str(astronaut_path))
         page.locator("#character img").first.wait_for(timeout=30_000)

@@ -273,6 +273,69 @@ def test_bad_character_images(app, person_clip, tmp_path, case):
         preview(app, path, person_clip)
 
 
+def test_the_photo_is_detected_when_it_arrives(app, astronaut_path, person_clip, previewed, tmp_path):
+    """The image's change event detects the character at once (the session keeps it), so the
+    preview that follows only reads the clip -- with the very same character as a cold preview.
+    A cleared photo does nothing; a photo without a person is reported right away."""
+    photo = tmp_path / "walker.png"  # not a project photo: no stored detection, the detector runs
+    Image.open(astronaut_path).transpose(Image.FLIP_LEFT_RIGHT).save(photo)
+    session = PoseSession.create(app.config.tmp_root)
+    assert app.detect_character(str(photo), session=session) is None
+    assert session.runs["reference"] == 1 and session.reference[1].pose.has_person
+    assert session.workdir is None  # no file is written for it
+    *_, after = preview(app, photo, person_clip, session)
+    assert after is session and dict(session.runs)["reference"] == 1  # not detected again
+
+    cold = PoseSession.create(app.config.tmp_root)
+    preview(app, photo, person_clip, cold)
+    assert cold.runs["reference"] == 1
+    np.testing.assert_array_equal(cold.reference[1].pose.body, session.reference[1].pose.body)
+    assert cold.reference[1].size == session.reference[1].size
+
+    for blank in (None, ""):
+        empty = PoseSession.create(app.config.tmp_root)
+        app.detect_character(blank, session=empty)
+        assert empty.reference is None and not empty.runs
+    nobody = tmp_path / "nobody.png"
+    Image.new("RGB", (512, 512), (120, 160, 200)).save(nobody)
+    with pytest.raises(gr.Error, match="No person found in the character image"):
+        app.detect_character(str(nobody), session=PoseSession.create(app.config.tmp_root))
+
+
+def test_a_preview_started_while_the_photo_is_detected_waits_for_it(app, astronaut_path, person_clip,
+                                                                     tmp_path, monkeypatch):
+    """The photo's event and a preview clicked meanwhile share one detection (the session's lock)."""
+    import threading
+
+    from studio import sessions
+
+    photo = tmp_path / "slow.png"
+    Image.open(astronaut_path).transpose(Image.FLIP_LEFT_RIGHT).save(photo)
+    started, release = threading.Event(), threading.Event()
+    real = sessions.prepare_reference
+
+    def slow(*args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sessions, "prepare_reference", slow)
+    session = PoseSession.create(app.config.tmp_root)
+    upload = threading.Thread(target=app.detect_character, args=(str(photo),), kwargs=dict(session=session))
+    upload.start()
+    assert started.wait(30)
+    started.clear()
+    result = {}
+    click = threading.Thread(target=lambda: result.update(out=preview(app, photo, person_clip, session)))
+    click.start()
+    click.join(1.0)  # the preview reads the clip meanwhile; its character thread waits for the lock
+    release.set()
+    upload.join(30)
+    click.join(60)
+    assert not started.is_set()  # the preview never started a detection of its own
+    assert session.runs["reference"] == 1 and Path(result["out"][0]).is_file()
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "CMYK", "I;16", "L"])
 def test_awkward_image_modes_are_sanitised(app, astronaut_path, person_clip, previewed, tmp_path, mode):
     src = Image.open(astronaut_path).convert("RGB")

@@ -475,6 +475,22 @@ def test_only_example_media_are_served_from_examples(server):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 403, name
 
 
+def test_a_new_photo_is_detected_by_its_own_event(tmp_path):
+    """The photo's change event runs detect_character: private, in the CPU previews' concurrency
+    group (the detector's work counts against the same limit), the latest change only, no spinner."""
+    from studio import AppConfig, Studio, build_demo
+
+    config = AppConfig.from_env().replace(model=str(tmp_path / "none"), offline=True, device="cpu",
+                                          tmp_root=tmp_path / "sessions", zero_gpu=False)
+    demo = build_demo(Studio(config))
+    image = demo.components_by_name["image"]
+    (fn,) = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "detect_character"]
+    previews = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "preview_poses"]
+    assert fn.targets == [(image._id, "change")] and fn.inputs == [image] and fn.outputs == []
+    assert (fn.concurrency_id, fn.concurrency_limit) == (previews[0].concurrency_id, previews[0].concurrency_limit)
+    assert fn.trigger_mode == "always_last" and fn.show_progress == "hidden" and fn.api_visibility == "private"
+
+
 def test_the_estimate_reads_no_photo_so_errors_show_once(tmp_path, astronaut_path):
     """Gradio preprocesses (opens) the photo for every event that takes it: the estimate event runs
     without preprocessing, so an unreadable photo is reported by Preview/Generate only."""

@@ -12,7 +12,8 @@ import pytest
 from steadydancer.errors import SteadyDancerInputError
 from steadydancer.video import (
     CONDITION_ENCODING, DISPLAY_ENCODING, MASTER_ENCODING, YUV_BLACK, EncodeSettings, VideoClip, VideoFrame, VideoInfo,
-    VideoWriter, ffmpeg_exe, iter_video_frames, lit_box, probe_video, read_video, rgb_to_yuv420p, write_video,
+    VideoWriter, audio_codec_args, ffmpeg_exe, iter_video_frames, lit_box, lower_priority, probe_video, read_video,
+    rgb_to_yuv420p, write_video,
 )
 
 
@@ -100,8 +101,8 @@ def test_probe_reports_stream_facts(media):
     assert info.fps == pytest.approx(25)
     assert info.duration == pytest.approx(2.0, abs=0.05)
     assert info.num_frames == 50
-    assert info.has_audio and info.codec == "h264"
-    assert not probe_video(media["indexed30"]).has_audio
+    assert info.has_audio and info.codec == "h264" and info.audio_codec == "aac"
+    assert not probe_video(media["indexed30"]).has_audio and probe_video(media["indexed30"]).audio_codec is None
     assert probe_video(media["indexed30"], count_frames=True).num_frames == 30
 
 
@@ -186,6 +187,81 @@ def test_resampling_follows_timestamps_of_variable_frame_rate(media):
     expected = nearest_rule(src, 10, end)
     assert [decoded_index(f) for f in clip.frames] == expected
     assert len(clip) == len(expected) == 12  # 1.17 s of video; by frame count it would be 7
+
+
+@pytest.fixture(scope="module")
+def moving_clips(tmp_path_factory) -> dict[str, Path]:
+    """Longer clips with every frame different: 4 s at 30 fps and 2.5 s at 60 fps."""
+    d = tmp_path_factory.mktemp("moving")
+    out = {}
+    for name, rate, seconds in (("30fps", 30, 4), ("60fps", 60, 2.5)):
+        out[name] = d / f"{name}.mp4"
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=96x64:rate={rate}:duration={seconds}", "-c:v", "libx264",
+               "-pix_fmt", "yuv420p", "-crf", "12", str(out[name]))
+    return out
+
+
+def read_all(path, counter=None, **kwargs) -> tuple[list, int]:
+    """(frames, how many frames came down ffmpeg's pipe)."""
+    from steadydancer import video
+
+    real, piped = video._read_frame, [0]
+
+    def counted(*args):
+        piped[0] += 1
+        return real(*args)
+
+    video._read_frame = counted
+    try:
+        return list(iter_video_frames(path, **kwargs)), piped[0]
+    finally:
+        video._read_frame = real
+
+
+@pytest.mark.parametrize("clip, fps, max_frames, max_side", [
+    ("30fps", 16, None, None), ("30fps", 16, 20, 48), ("30fps", 12, None, 48), ("30fps", 7.5, None, None),
+    ("60fps", 16, None, 48), ("60fps", 25, 30, None), ("60fps", 16, 5, None),
+])
+def test_frames_dropped_before_scaling_change_nothing(moving_clips, clip, fps, max_frames, max_side):
+    """Below the source rate ffmpeg drops the frames the rule cannot pick before scaling them: the
+    same frames and times come out, and fewer frames come down the pipe."""
+    kept, piped = read_all(moving_clips[clip], fps=fps, max_frames=max_frames, max_side=max_side)
+    every, piped_all = read_all(moving_clips[clip], fps=fps, max_frames=max_frames, max_side=max_side,
+                                drop_early=False)
+    assert [f.time for f in kept] == [f.time for f in every] and len(kept) > 4
+    assert all(np.array_equal(a.frame, b.frame) for a, b in zip(kept, every))
+    assert piped < 0.8 * piped_all
+
+
+def test_a_frame_dropped_by_mistake_reads_the_clip_again(tmp_path, caplog):
+    """A gap the drop window does not cover (variable frame rate: 11 frames missing after 1 s):
+    the frame after the gap (1.4 s, 25 ms from the nearest 16 fps time: outside the window) is
+    picked for the times in the gap but was dropped, so the clip is read again without dropping
+    -- the same frames and times in the end, once each."""
+    import logging
+
+    gap = tmp_path / "gap.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30:duration=4", "-vf",
+           "setpts='(N/30+gte(N,31)*11/30)/TB'", "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-crf", "12", str(gap))
+    every, _ = read_all(gap, fps=16, drop_early=False)
+    with caplog.at_level(logging.INFO, logger="steadydancer.video"):
+        kept, _ = read_all(gap, fps=16)
+    assert "reading it again without dropping frames" in caplog.text
+    assert [f.time for f in kept] == [f.time for f in every] and [f.index for f in kept] == list(range(len(every)))
+    assert all(np.array_equal(a.frame, b.frame) for a, b in zip(kept, every))
+
+
+def test_the_drop_window_predicts_ffmpegs_select():
+    """Python evaluates the select expression exactly as ffmpeg does (doubles, ceil/floor): the
+    frames it expects down the pipe are the ones that come (else the clip would be read twice)."""
+    from steadydancer.video import _DropWindow
+
+    window = _DropWindow(fps=16.0, half=0.6 / 30, tail=3.0)
+    keeps = [window.keeps(512 * n, 0, (1, 15360)) for n in range(120)]  # 30 fps in a 1/15360 time base
+    assert keeps[0] and all(keeps[90:]) and 0.55 < sum(keeps[:90]) / 90 < 0.75
+    assert not window.keeps(None, 0, (1, 15360))
+    assert "select='gte(t-start_t\\,3.0)" in window.expression()
 
 
 def test_max_side_max_frames_and_progress(media):
@@ -344,6 +420,87 @@ def test_write_video_with_audio_trimmed_to_video(media, tmp_path):
     atoms = top_level_atoms(path)
     assert atoms.index("moov") < atoms.index("mdat")
     assert not list(tmp_path.glob(".*.tmp.mp4"))
+
+
+def decoded_audio(path: Path, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of a file's audio, decoded to float samples."""
+    raw = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+                          "-map", "0:a:0", "-t", str(seconds), "-f", "f32le", "-ac", "1", "-"],
+                         check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+def test_aac_audio_is_copied_and_other_audio_encoded(media, tmp_path):
+    """An AAC track goes in as it is (its samples decode identically: no second encode); any other
+    codec (here PCM in a .mov) is encoded to AAC, the codec every browser plays in an MP4."""
+    assert audio_codec_args("aac") == ["-c:a", "copy"]
+    assert audio_codec_args("pcm_s16le")[:2] == ["-c:a", "aac"] and audio_codec_args(None)[:2] == ["-c:a", "aac"]
+    copied = write_video(tmp_path / "copied.mp4", indexed_frames(16), 16, audio_from=media["with_audio"])
+    source, out = decoded_audio(media["with_audio"], 0.9), decoded_audio(copied, 0.9)
+    assert out.size == source.size > 30000 and np.array_equal(out, source)
+
+    pcm = tmp_path / "pcm.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=16:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=330:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+           "-shortest", str(pcm))
+    assert probe_video(pcm).audio_codec == "pcm_s16le"
+    for writer in (dict(num_frames=16), {}):  # muxed in the same run, or in a second pass
+        encoded = write_video(tmp_path / f"encoded{len(writer)}.mp4", (f for f in indexed_frames(16)), 16,
+                              audio_from=pcm, **writer)
+        assert probe_video(encoded).audio_codec == "aac"
+        assert probe_video(encoded).duration == pytest.approx(1.0, abs=0.05)
+        reference = decoded_audio(pcm, 0.9)
+        assert not np.array_equal(decoded_audio(encoded, 0.9)[:reference.size], reference)  # encoded, lossy
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux: per-thread nice values in /proc")
+def test_the_decoder_runs_niced(media):
+    """The reading ffmpeg runs at DECODER_NICENESS, every one of its threads (the pose detector it
+    feeds comes first on the cores)."""
+    import os
+
+    from steadydancer.video import DECODER_NICENESS
+
+    def ffmpeg_children() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "(ffmpeg" in stat:
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return pids
+
+    before = set(ffmpeg_children())
+    frames = iter_video_frames(media["indexed30"], fps=0)
+    next(frames)  # ffmpeg is running (its pipe is full: it waits for us)
+    try:
+        (pid,) = set(ffmpeg_children()) - before
+        niceness = [int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+                    for task in Path(f"/proc/{pid}/task").iterdir()]
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert niceness and all(n == max(base, DECODER_NICENESS) for n in niceness), niceness
+    finally:
+        frames.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="POSIX nice values")
+def test_lower_priority_only_raises_the_nice_value():
+    import os
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, child.pid)
+        lower_priority(child.pid, base + 3)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == base + 3
+        lower_priority(child.pid, base + 1)  # never back up (an unprivileged process could not anyway)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == base + 3
+    finally:
+        child.kill()
+        child.wait()
+    lower_priority(child.pid, 10)  # gone: nothing to do, no error
 
 
 def test_write_video_skips_audio_when_source_has_none(media, tmp_path):
