@@ -88,8 +88,8 @@ DROP_MARGIN = 0.1
 DROP_TAIL_SECONDS = 1.0
 DROP_MIN_RATIO = 1.2
 #: Nice value of the reading ffmpeg (:func:`iter_video_frames`). Its frames feed the pose
-#: detector, which decodes 5x slower than ffmpeg and is slowed by any work beside it on the same
-#: cores: niced, the decoder yields to it (``benchmarks/pose_path.py``, README "Measured numbers").
+#: detector, ~6x slower than the decoder and slowed by any work beside it on the same cores:
+#: niced, the decoder waits for a free core (``benchmarks/pose_path.py``'s "decode" row).
 DECODER_NICENESS = 15
 #: Audio codecs copied into our MP4s as they are (others are encoded to AAC at AUDIO_BITRATE).
 AUDIO_COPY_CODECS = frozenset({"aac"})
