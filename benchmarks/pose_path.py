@@ -278,6 +278,7 @@ def main(argv=None) -> int:
             seconds, seq2 = timed(lambda: ex.extract_sequence(frames, workers=2, **common), args.repeat)
             starts = seq2.meta["segment_starts"]
             rows.append(("extract, 2 workers (frames in memory)", seconds, n, f"segments {starts}"))
+
         def from_file(workers):
             return ex.extract_video_poses(video, fps=MODEL_FPS, max_frames=n_req, workers=workers,
                                           detect_max_side=args.detect_side, min_person_fraction=0.0)

@@ -50,6 +50,7 @@ Colours
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -460,19 +461,22 @@ def iter_video_frames(
     emitted = 0
     while True:
         try:
-            for time, image in _decoded(path, info, fps, max_side, window, skip=emitted):
-                if max_duration is not None and time > max_duration:
-                    raise SteadyDancerInputError(
-                        f"Video {path.name} is longer than the {max_duration:.0f} s limit. "
-                        "Trim it to the part you want and upload that."
-                    )
-                yield VideoFrame(index=emitted, time=time, frame=image)
-                emitted += 1
-                if progress is not None:
-                    frac = min(1.0, time / info.duration) if info.duration > 0 else 0.0
-                    progress(frac, f"decoding video: frame {emitted}")
-                if max_frames is not None and emitted >= max_frames:
-                    return
+            # closing(): a consumer that stops early (max_frames, an error, closing this generator)
+            # stops ffmpeg now, not when the inner generator is garbage-collected
+            with contextlib.closing(_decoded(path, info, fps, max_side, window, skip=emitted)) as decoded:
+                for time, image in decoded:
+                    if max_duration is not None and time > max_duration:
+                        raise SteadyDancerInputError(
+                            f"Video {path.name} is longer than the {max_duration:.0f} s limit. "
+                            "Trim it to the part you want and upload that."
+                        )
+                    yield VideoFrame(index=emitted, time=time, frame=image)
+                    emitted += 1
+                    if progress is not None:
+                        frac = min(1.0, time / info.duration) if info.duration > 0 else 0.0
+                        progress(frac, f"decoding video: frame {emitted}")
+                    if max_frames is not None and emitted >= max_frames:
+                        return
             break
         except _DroppedTooMuch as exc:
             # The clip's timestamps are not what its header said (a gap, a drift): decode it

@@ -453,6 +453,36 @@ def test_aac_audio_is_copied_and_other_audio_encoded(media, tmp_path):
         assert not np.array_equal(decoded_audio(encoded, 0.9)[:reference.size], reference)  # encoded, lossy
 
 
+def ffmpeg_children() -> list[int]:
+    """Running ffmpeg processes started by this one (Linux /proc)."""
+    import os
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "(ffmpeg" in stat:
+                pids.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux: /proc")
+def test_a_reader_stopped_early_stops_ffmpeg_at_once(moving_clips):
+    """max_frames reached, or the generator closed by its consumer: the decoder is gone right
+    then (with frames dropped early or not), not whenever the garbage collector gets to it."""
+    before = set(ffmpeg_children())
+    for drop_early in (True, False):
+        assert len(list(iter_video_frames(moving_clips["60fps"], fps=16, max_frames=3, drop_early=drop_early))) == 3
+        assert set(ffmpeg_children()) == before
+        frames = iter_video_frames(moving_clips["60fps"], fps=16, drop_early=drop_early)
+        next(frames)
+        assert len(set(ffmpeg_children()) - before) == 1
+        frames.close()
+        assert set(ffmpeg_children()) == before
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux: per-thread nice values in /proc")
 def test_the_decoder_runs_niced(media):
     """The reading ffmpeg runs at DECODER_NICENESS, every one of its threads (the pose detector it
@@ -460,17 +490,6 @@ def test_the_decoder_runs_niced(media):
     import os
 
     from steadydancer.video import DECODER_NICENESS
-
-    def ffmpeg_children() -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            try:
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "(ffmpeg" in stat:
-                    pids.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-        return pids
 
     before = set(ffmpeg_children())
     frames = iter_video_frames(media["indexed30"], fps=0)
