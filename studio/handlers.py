@@ -243,6 +243,14 @@ class Studio:
         if note:
             gr.Info(note)
 
+    @event()
+    @user_errors
+    def check_driving(self, driving_video):
+        """A clip was uploaded: read its header now, so that a clip that is too long or is not a
+        video says so at once, and Preview finds it read (``probe_video`` keeps the answer)."""
+        if not is_blank(driving_video):
+            resolve_driving(driving_video, "")
+
     @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors
     def preview_poses(self, image, driving_video, motion, num_frames, smooth, repair, align_mode, alignment_frame,

@@ -283,6 +283,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         # Choosing a project motion shows its clip; uploading a clip deselects the motion.
         on([c["motion"].input], studio.show_motion, **private)
         c["driving_video"].upload(lambda: "", None, c["motion"], **private)
+        on([c["driving_video"].upload], studio.check_driving, api_visibility="private", show_progress="hidden",
+           concurrency_limit=None)  # reads a header: never waits behind a preview
         c["driving_video"].clear(lambda: "", None, c["motion"], **private)
 
         on([c["resolution"].input], studio.resolution_shift, **private)

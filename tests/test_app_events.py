@@ -302,6 +302,26 @@ def test_the_photo_is_detected_when_it_arrives(app, astronaut_path, person_clip,
         app.detect_character(str(nobody), session=PoseSession.create(app.config.tmp_root))
 
 
+def test_an_uploaded_clip_is_checked_when_it_arrives(app, person_clip, tmp_path, monkeypatch):
+    """check_driving (the clip's upload event) reads the header: a clip over the length limit or
+    not a video is refused at once; a good one is probed, and Preview finds the answer kept."""
+    from steadydancer import video
+
+    assert app.check_driving(None) is None and app.check_driving("") is None
+    video._probe_file.cache_clear()
+    assert app.check_driving(str(person_clip)) is None
+    hits = video._probe_file.cache_info().hits
+    inputs.resolve_driving(str(person_clip), "")  # what Preview does first
+    assert video._probe_file.cache_info().hits == hits + 1
+    monkeypatch.setattr(settings, "MAX_DRIVING_SECONDS", 1.0)
+    with pytest.raises(gr.Error, match="driving_video is 2 s long; the limit is 1 s"):
+        app.check_driving(str(person_clip))
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    with pytest.raises(gr.Error, match="notes.mp4"):
+        app.check_driving(str(notes))
+
+
 def test_a_preview_started_while_the_photo_is_detected_waits_for_it(app, astronaut_path, person_clip,
                                                                      tmp_path, monkeypatch):
     """The photo's event and a preview clicked meanwhile share one detection (the session's lock)."""

@@ -475,9 +475,10 @@ def test_only_example_media_are_served_from_examples(server):
         assert httpx.get(f"{server.url}gradio_api/file={examples / name}", timeout=10).status_code == 403, name
 
 
-def test_a_new_photo_is_detected_by_its_own_event(tmp_path):
+def test_a_new_photo_and_a_new_clip_are_checked_by_their_own_events(tmp_path):
     """The photo's change event runs detect_character: private, in the CPU previews' concurrency
-    group (the detector's work counts against the same limit), the latest change only, no spinner."""
+    group (the detector's work counts against the same limit), the latest change only, no spinner.
+    An uploaded clip's header is read by check_driving, which never waits in a queue."""
     from studio import AppConfig, Studio, build_demo
 
     config = AppConfig.from_env().replace(model=str(tmp_path / "none"), offline=True, device="cpu",
@@ -489,6 +490,10 @@ def test_a_new_photo_is_detected_by_its_own_event(tmp_path):
     assert fn.targets == [(image._id, "change")] and fn.inputs == [image] and fn.outputs == []
     assert (fn.concurrency_id, fn.concurrency_limit) == (previews[0].concurrency_id, previews[0].concurrency_limit)
     assert fn.trigger_mode == "always_last" and fn.show_progress == "hidden" and fn.api_visibility == "private"
+    clip = demo.components_by_name["driving_video"]
+    (check,) = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "check_driving"]
+    assert check.targets == [(clip._id, "upload")] and check.inputs == [clip] and check.outputs == []
+    assert check.concurrency_limit is None and check.api_visibility == "private"
 
 
 def test_the_estimate_reads_no_photo_so_errors_show_once(tmp_path, astronaut_path):
