@@ -222,10 +222,15 @@ def read_all(path, counter=None, **kwargs) -> tuple[list, int]:
     ("30fps", 16, None, None), ("30fps", 16, 20, 48), ("30fps", 12, None, 48), ("30fps", 7.5, None, None),
     ("60fps", 16, None, 48), ("60fps", 25, 30, None), ("60fps", 16, 5, None),
 ])
-def test_frames_dropped_before_scaling_change_nothing(moving_clips, clip, fps, max_frames, max_side):
+def test_frames_dropped_before_scaling_change_nothing(moving_clips, clip, fps, max_frames, max_side, caplog):
     """Below the source rate ffmpeg drops the frames the rule cannot pick before scaling them: the
-    same frames and times come out, and fewer frames come down the pipe."""
-    kept, piped = read_all(moving_clips[clip], fps=fps, max_frames=max_frames, max_side=max_side)
+    same frames and times come out, and fewer frames come down the pipe -- in one read: Python's
+    prediction of ffmpeg's select held for every frame (a disagreement would read the clip again)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="steadydancer.video"):
+        kept, piped = read_all(moving_clips[clip], fps=fps, max_frames=max_frames, max_side=max_side)
+    assert "reading it again" not in caplog.text
     every, piped_all = read_all(moving_clips[clip], fps=fps, max_frames=max_frames, max_side=max_side,
                                 drop_early=False)
     assert [f.time for f in kept] == [f.time for f in every] and len(kept) > 4
@@ -252,9 +257,10 @@ def test_a_frame_dropped_by_mistake_reads_the_clip_again(tmp_path, caplog):
     assert all(np.array_equal(a.frame, b.frame) for a, b in zip(kept, every))
 
 
-def test_the_drop_window_predicts_ffmpegs_select():
-    """Python evaluates the select expression exactly as ffmpeg does (doubles, ceil/floor): the
-    frames it expects down the pipe are the ones that come (else the clip would be read twice)."""
+def test_the_drop_window_keeps_about_the_frames_the_rule_needs():
+    """For 30 fps read at 16 fps (frames on a 1/15360 s time base): the first frame, roughly the
+    16/30 the rule picks plus the margin's share, every frame of the tail, nothing without a
+    timestamp; the expression ffmpeg gets is the same test."""
     from steadydancer.video import _DropWindow
 
     window = _DropWindow(fps=16.0, half=0.6 / 30, tail=3.0)
