@@ -273,7 +273,7 @@ def test_bad_character_images(app, person_clip, tmp_path, case):
         preview(app, path, person_clip)
 
 
-def test_the_photo_is_detected_when_it_arrives(app, astronaut_path, person_clip, previewed, tmp_path):
+def test_the_photo_is_detected_when_it_arrives(app, astronaut_path, person_clip, tmp_path):
     """The image's change event detects the character at once (the session keeps it), so the
     preview that follows only reads the clip -- with the very same character as a cold preview.
     A cleared photo does nothing; a photo without a person is reported right away."""
