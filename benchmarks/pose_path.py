@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO))
 
 from steadydancer.constants import MODEL_FPS  # noqa: E402
 from steadydancer.pose import extract as ex  # noqa: E402
+from steadydancer.pose.helper import stop_helpers  # noqa: E402
 
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 REAL_CLIP = REPO.parent / "shared" / "media" / "driving_seated_gestures.mp4"
@@ -121,12 +122,6 @@ def start_ready_helpers() -> None:
     helper.start_helpers()
     if not helper.wait_for_helpers(30):
         raise RuntimeError("the render helper did not start in 30 s")
-
-
-def stop_helpers() -> None:
-    from steadydancer.pose import helper
-
-    helper.stop_helpers()
 
 
 def helper_memory() -> str:

@@ -322,7 +322,8 @@ class _StderrReader(threading.Thread):
     """Drains ffmpeg's stderr: per-frame (time, duration, width, height, pts) from ``showinfo``
     lines -- ``frames`` for the frames sent down the pipe, ``sources`` for every decoded frame
     (when a ``showinfo@source`` runs before a ``select``) -- and the last other lines for error
-    messages. ``time_base`` is the (num, den) of the decoded frames' timestamps."""
+    messages. ``time_bases`` holds each ``showinfo``'s seconds per pts tick (``True``: the source
+    one), as exact fractions: ``pts_time`` is printed with 6 digits only."""
 
     def __init__(self, stream):
         super().__init__(daemon=True)
@@ -331,13 +332,12 @@ class _StderrReader(threading.Thread):
         self.stream = io.BufferedReader(stream)
         self.frames: list[tuple[float | None, float | None, int, int, int | None]] = []
         self.sources: list[tuple[float | None, float | None, int, int, int | None]] = []
-        self.time_base: tuple[int, int] | None = None
+        self.time_bases: dict[bool, Optional[Fraction]] = {}
         self.log: list[str] = []
         self.done = False
         self.cond = threading.Condition()
 
     def run(self):
-        time_bases = {}  # exact seconds per pts tick, per showinfo; pts_time has 6 digits only
         try:
             for raw in self.stream:
                 line = raw.decode("utf-8", "replace").rstrip()
@@ -351,15 +351,13 @@ class _StderrReader(threading.Thread):
                 m = _SHOWINFO_TIMEBASE_RE.search(line)
                 if m:
                     num, den = int(m.group(1)), int(m.group(2))
-                    time_bases[source] = Fraction(num, den) if num and den else None
-                    if num and den and (source or self.time_base is None):
-                        self.time_base = (num, den)
+                    self.time_bases[source] = Fraction(num, den) if num and den else None
                     continue
                 m = _SHOWINFO_FRAME_RE.search(line)
                 size = _SHOWINFO_SIZE_RE.search(line)
                 if not (m and size):
                     continue
-                time_base = time_bases.get(source)
+                time_base = self.time_bases.get(source)
                 pts = int(m.group(2)) if m.group(2) != "NOPTS" else None
                 if pts is not None and time_base is not None:
                     t = float(pts * time_base)
@@ -534,11 +532,12 @@ class _DropWindow:
         f, h, e = repr(self.fps), repr(self.half), repr(self.tail)
         return (f"select='gte(t-start_t\\,{e})+lte(ceil((t-start_t-{h})*{f})\\,floor((t-start_t+{h})*{f}))'")
 
-    def keeps(self, pts: int | None, first_pts: int | None, time_base: tuple[int, int]) -> bool:
-        """What the expression says for a frame, computed as ffmpeg computes it (doubles)."""
-        if pts is None or first_pts is None:
-            return False  # NaN: compared false
-        tb = time_base[0] / time_base[1]
+    def keeps(self, pts: int | None, first_pts: int | None, time_base: Optional[Fraction]) -> bool:
+        """What the expression says for a frame, computed as ffmpeg computes it (doubles: ``tb``
+        is ffmpeg's ``av_q2d``, num / den correctly rounded, as ``float`` of the fraction)."""
+        if pts is None or first_pts is None or time_base is None:
+            return False  # NaN: compared false (no time base: a disagreement, the clip read again)
+        tb = float(time_base)
         s = float(pts) * tb - float(first_pts) * tb
         return s >= self.tail or math.ceil((s - self.half) * self.fps) <= math.floor((s + self.half) * self.fps)
 
@@ -604,8 +603,8 @@ def _iter_source_frames(proc, log: _StderrReader, path: Path, window: Optional[_
     first_pts = None
     last_t = 0.0
     size = None
+    entries = log.sources if window is not None else log.frames
     while True:
-        entries = log.sources if window is not None else log.frames
         if not log.wait_for(n, STALL_TIMEOUT, sources=window is not None):
             if not log.done:
                 raise _unreadable(path, f"ffmpeg stopped responding for {STALL_TIMEOUT:.0f} s")
@@ -614,7 +613,7 @@ def _iter_source_frames(proc, log: _StderrReader, path: Path, window: Optional[_
         if n == 0:
             first_pts = raw_pts
         image = None
-        if window is None or window.keeps(raw_pts, first_pts, log.time_base or (1, 1)):
+        if window is None or window.keeps(raw_pts, first_pts, log.time_bases.get(True)):
             if window is not None:  # its line after select, with the size that comes down the pipe
                 if not log.wait_for(piped, STALL_TIMEOUT):
                     if not log.done:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -264,9 +265,9 @@ def test_the_drop_window_keeps_about_the_frames_the_rule_needs():
     from steadydancer.video import _DropWindow
 
     window = _DropWindow(fps=16.0, half=0.6 / 30, tail=3.0)
-    keeps = [window.keeps(512 * n, 0, (1, 15360)) for n in range(120)]  # 30 fps in a 1/15360 time base
+    keeps = [window.keeps(512 * n, 0, Fraction(1, 15360)) for n in range(120)]  # 30 fps in a 1/15360 time base
     assert keeps[0] and all(keeps[90:]) and 0.55 < sum(keeps[:90]) / 90 < 0.75
-    assert not window.keeps(None, 0, (1, 15360))
+    assert not window.keeps(None, 0, Fraction(1, 15360))
     assert "select='gte(t-start_t\\,3.0)" in window.expression()
 
 

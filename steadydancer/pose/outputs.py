@@ -78,11 +78,9 @@ DRIVING_FRAMES_MAX_BYTES = 256 * 2**20
 
 def render_threads() -> int:
     """Render threads: one per core, at most 2 (the encoders are busy processes too)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
+    from .extract import available_cores
+
+    return max(1, min(2, available_cores()))
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
