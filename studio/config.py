@@ -34,6 +34,10 @@ ZERO_GPU_MAX_SECONDS_ENV = "STEADYDANCER_ZEROGPU_MAX_SECONDS"
 QUEUE_MAX_SIZE = 20
 #: Previews running at once (CPU); generations run one at a time per process.
 PREVIEW_CONCURRENCY = 2
+#: Uploaded clips are decoded when they arrive, for their first preview (studio.sessions.decode_on_arrival);
+#: the frames not yet read, every session together, stay under this (81 frames of a 16:9 clip at the
+#: detection size are 56 MB; past it, a preview decodes the rest itself).
+DECODE_AHEAD_MAX_BYTES = 512 * 2**20
 #: Session folders no live session owns and untouched for this long are removed by the sweep (left
 #: by an earlier process; a live session's folder goes when the session closes).
 SESSION_MAX_AGE_SECONDS = settings.SESSION_IDLE_SECONDS

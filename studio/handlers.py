@@ -41,7 +41,14 @@ from .inputs import (
 )
 from .memory import fix_mmap_threshold, release_free_memory
 from .session_store import SessionStore
-from .sessions import PoseSession, compute_poses, delete_session, session_character, sweep_old_sessions
+from .sessions import (
+    PoseSession,
+    compute_poses,
+    decode_on_arrival,
+    delete_session,
+    session_character,
+    sweep_old_sessions,
+)
 
 log = logging.getLogger("steadydancer.app")
 
@@ -250,6 +257,24 @@ class Studio:
         video says so at once, and Preview finds it read (``probe_video`` keeps the answer)."""
         if not is_blank(driving_video):
             resolve_driving(driving_video, "")
+
+    @event()
+    @user_errors
+    def decode_driving(self, driving_video, num_frames, lead_in_frames, frame_rate=settings.FRAME_RATE.default,
+                       session=None, gr_request: gr.Request = None):
+        """A clip was uploaded: decode the frames its first preview's detector reads now, with the
+        length and frame rate set (``sessions.decode_on_arrival``), so that Preview detects from
+        memory; a Preview clicked meanwhile reads them as they come. Silent: :meth:`check_driving`
+        reports a clip that cannot be used, Preview any other input."""
+        try:
+            source = resolve_driving(driving_video, "")
+            options = pose_options(num_frames, settings.SMOOTH.default, settings.REPAIR_DEFAULT,
+                                   settings.ALIGN_MODE.default, settings.ALIGNMENT_FRAME.default, lead_in_frames,
+                                   frame_rate)
+        except SteadyDancerInputError:
+            return
+        with self.held_session(session, gr_request) as held:
+            decode_on_arrival(held, source, options)
 
     @event("preview_video", "pose_video", "report", "poses_file")
     @user_errors

@@ -285,6 +285,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
         c["driving_video"].upload(lambda: "", None, c["motion"], **private)
         on([c["driving_video"].upload], studio.check_driving, api_visibility="private", show_progress="hidden",
            concurrency_limit=None)  # reads a header: never waits behind a preview
+        # ... and its frames are decoded for the first preview (which then detects from memory).
+        on([c["driving_video"].upload], studio.decode_driving, api_visibility="private", show_progress="hidden",
+           concurrency_limit=PREVIEW_CONCURRENCY, concurrency_id="cpu", trigger_mode="always_last")
         c["driving_video"].clear(lambda: "", None, c["motion"], **private)
 
         on([c["resolution"].input], studio.resolution_shift, **private)

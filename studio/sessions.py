@@ -2,14 +2,18 @@
 stored with the inputs it was computed from, and its files in its own folder.
 
 What a session holds is bounded: the character photo at working size
-(:func:`studio.working_image.working_copy`), the poses of at most the app's longest length, the
-latest preview / generation files. :class:`studio.handlers.Studio` keeps the sessions in a
+(:func:`studio.working_image.working_copy`), the poses of at most the app's longest length (and
+the clip's frames at preview size), an uploaded clip's frames decoded for its first preview until
+that preview reads them (:data:`DECODE_AHEAD_BUDGET`, for every session together), the latest
+preview / generation files. :class:`studio.handlers.Studio` keeps the sessions in a
 :class:`studio.session_store.SessionStore` (closed when the tab closes, after an idle time, or when
 newer sessions need the room).
 
 A photo's character is detected once (:func:`session_character`): by the photo's own event when
 it arrives on the page, or by the first preview or generation that needs it, whichever comes
-first; one that comes while the other detects waits for its answer."""
+first; one that comes while the other detects waits for its answer. An uploaded clip is decoded
+when it arrives (:func:`decode_on_arrival`) and its first preview reads those frames, from
+memory or as they are decoded; a clip is decoded once either way."""
 
 from __future__ import annotations
 
@@ -41,9 +45,10 @@ from steadydancer.pose.path import (
 
 from steadydancer import settings
 from steadydancer.constants import DEFAULT_MAX_AREA
+from steadydancer.pose.decoded import DecodedClip, FrameBudget
 from steadydancer.pose.people import find_faces, people_note
 
-from .config import SESSION_MAX_AGE_SECONDS
+from .config import DECODE_AHEAD_MAX_BYTES, SESSION_MAX_AGE_SECONDS
 from .inputs import DrivingSource, file_key, project_character
 from .session_store import SESSION_DIR_PREFIX, remove_session_dirs
 from .working_image import working_copy
@@ -85,6 +90,11 @@ class PoseSession:
     character_lock: threading.Lock = field(default_factory=threading.Lock)
     last_preview_key: Optional[tuple] = None
     people_note: Optional[str] = None  #: a photo of several people: which one is animated
+    #: the uploaded clip decoded on arrival, until a preview reads it (:func:`decode_on_arrival`)
+    decoded: Optional[DecodedClip] = None
+    #: (clip key, fps) of the extraction running now: a decode arriving meanwhile is not started
+    reading: Optional[tuple] = None
+    clip_lock: threading.Lock = field(default_factory=threading.Lock)  #: guards ``decoded`` and ``reading``
 
     @classmethod
     def create(cls, root: Path) -> "PoseSession":
@@ -106,6 +116,10 @@ def delete_session(session: Optional[PoseSession]) -> None:
     if isinstance(session, PoseSession):
         session.reference = session.driving = session.cleaned = session.aligned = None
         session.cancel.set()
+        with session.clip_lock:
+            decoded, session.decoded = session.decoded, None
+        if decoded is not None:
+            decoded.stop()
         if session.workdir is not None:
             shutil.rmtree(session.workdir, ignore_errors=True)
 
@@ -155,6 +169,55 @@ def session_character(session: PoseSession, image: str, areas: Iterable[int] = (
         return reference
 
 
+#: Frames of uploaded clips decoded on arrival and not yet read by their preview, every session
+#: together (:data:`studio.config.DECODE_AHEAD_MAX_BYTES`): past it, a preview reads the rest of its
+#: clip from the file.
+DECODE_AHEAD_BUDGET = FrameBudget(DECODE_AHEAD_MAX_BYTES)
+
+
+def driving_reusable(session: PoseSession, drv_key: tuple, need: Optional[int]) -> bool:
+    """The session's extracted poses serve (clip key, fps) ``drv_key`` for ``need`` frames."""
+    cached = session.driving
+    return cached is not None and cached[0] == drv_key and (
+        cached[1] is None  # the whole clip was read
+        or (need is not None and need <= cached[1])  # at least as many frames were read
+        or len(cached[2].poses) < cached[1]  # the clip ended before the limit: it is all there
+    )
+
+
+def decode_on_arrival(session: PoseSession, source: DrivingSource, options: PoseOptions) -> None:
+    """Decode an uploaded clip's detection frames now, in this thread, for its first preview with
+    ``options`` (frame rate and length): the app calls it when the clip arrives, while the user is
+    still on the page, so that the preview's detector reads frames from memory
+    (:mod:`steadydancer.pose.decoded`). Nothing happens for a project motion (no detector runs),
+    for a clip whose poses the session has, or while a preview extracts. A clip decoded earlier
+    for other settings is let go."""
+    if source.key[0] != "video":
+        return
+    drv_key = (source.key, options.fps)
+    with session.clip_lock:
+        pending = session.decoded
+        if pending is not None and pending.matches(source.path, options.fps, options.max_frames):
+            return
+        if session.reading is not None or driving_reusable(session, drv_key, options.max_frames):
+            return
+        clip = session.decoded = DecodedClip(source.path, options.fps, options.max_frames, DECODE_AHEAD_BUDGET)
+    if pending is not None:
+        pending.stop()
+    clip.decode()
+    session.runs["decode_on_arrival"] += 1
+
+
+def _take_decoded(session: PoseSession, drv_key: tuple) -> Optional[DecodedClip]:
+    """The clip decoded on arrival, taken out of the session for the extraction that starts now
+    (:func:`~steadydancer.pose.path.extract_driving` reads it if it matches); marks the extraction
+    as running."""
+    with session.clip_lock:
+        decoded, session.decoded = session.decoded, None
+        session.reading = drv_key
+    return decoded
+
+
 def compute_poses(session: PoseSession, image: str, source: DrivingSource, options: PoseOptions,
                   progress: Optional[Callable[[float, str], None]] = None,
                   areas: Iterable[int] = ()) -> PosePathResult:
@@ -172,19 +235,19 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
 
     need = options.max_frames
     drv_key = (source.key, options.fps)
-    cached = session.driving
-    reusable = (
-        cached is not None and cached[0] == drv_key and (
-            cached[1] is None  # the whole clip was read
-            or (need is not None and need <= cached[1])  # at least as many frames were read
-            or len(cached[2].poses) < cached[1]  # the clip ended before the limit: it is all there
-        )
-    )
+    reusable = driving_reusable(session, drv_key, need)
 
     def driving_stage(check: Callable[[], None]) -> DrivingPoses:
         # check(): the character's detection failed, stop extracting now
         scaled = checked(lambda f, m: report(0.05 + 0.8 * f, f"Extracting poses: {m}"), check)
-        driving = extract_driving(source.path, options, scaled)
+        decoded = _take_decoded(session, drv_key)
+        try:
+            driving = extract_driving(source.path, options, scaled, decoded=decoded)
+        finally:
+            with session.clip_lock:
+                session.reading = None
+            if decoded is not None:
+                decoded.stop()  # read, or for other settings: its frames go
         if source.video is not None and driving.video is None:  # a project motion: show its clip
             driving = dataclasses.replace(driving, video=source.video, frames=motion_frames(source.key, options.fps))
             if new_reference and known is None:  # once per process, beside the character's detection;
@@ -202,7 +265,7 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
         session.driving = (drv_key, need, driving)
         session.runs["extract"] += 1
     else:
-        driving = cached[2]
+        driving = session.driving[2]
         if new_reference:
             report(0.0, "Detecting the character's pose")
         reference = reference_stage()

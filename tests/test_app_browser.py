@@ -42,9 +42,14 @@ def page(tmp_path):
             browser.close()
 
 
-def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
+def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip, monkeypatch):
+    from steadydancer.pose import extract
+
+    decodes = []  # the server runs in this process: every decode of the clip for the detector
+    real_decode = extract.detection_frames
+    monkeypatch.setattr(extract, "detection_frames", lambda *a, **k: decodes.append(k) or real_decode(*a, **k))
     ARTIFACTS.mkdir(exist_ok=True)
-    with launch_app(tmp_path) as (_, _, url):
+    with launch_app(tmp_path) as (studio, _, url):
         origin = url.rstrip("/")
         foreign = []
         page.on("request", lambda r: foreign.append(r.url)
@@ -67,6 +72,13 @@ def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
         page.locator("#character img").first.wait_for(timeout=30_000)
         page.locator("#driving input[type=file]").set_input_files(str(person_clip))
         page.locator("#driving video").first.wait_for(timeout=30_000)
+        # The clip is decoded as it arrives (its upload event), for the length on the page.
+        for _ in range(300):
+            sessions = studio.sessions.values()
+            if sessions and sessions[0].runs["decode_on_arrival"]:
+                break
+            page.wait_for_timeout(100)
+        assert sessions and len(decodes) == 1 and sessions[0].decoded is not None
 
         page.locator("#preview-btn").click()
         video = page.locator("#preview-video video").first
@@ -79,9 +91,11 @@ def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip):
         size = page.evaluate("() => { const v = document.querySelector('#preview-video video');"
                              " return [v.videoWidth, v.videoHeight, v.duration]; }")
         report = page.locator("#repair-report").inner_text()
+        read_ahead = sessions[0].decoded is None and sessions[0].runs["extract"] == 1
         page.locator("#preview-video").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "app_preview.png"), full_page=True)
 
+    assert read_ahead and len(decodes) == 1  # Preview read the frames decoded on arrival: no second decode
     assert size[0] > size[1] > 0  # three panels side by side
     assert abs(size[2] - 24 / 16) < 0.2  # the whole 24-frame clip (the default length is longer)
     assert "Motion" in report and "Repair" in report

@@ -322,6 +322,93 @@ def test_an_uploaded_clip_is_checked_when_it_arrives(app, person_clip, tmp_path,
         app.check_driving(str(notes))
 
 
+def _counted_decodes(monkeypatch) -> list:
+    from steadydancer.pose import extract
+
+    calls = []
+    real = extract.detection_frames
+    monkeypatch.setattr(extract, "detection_frames", lambda *a, **k: calls.append(k) or real(*a, **k))
+    return calls
+
+
+def _same_poses(a, b) -> None:
+    for x, y in zip(a, b, strict=True):
+        for part in ("body", "hands", "face"):
+            np.testing.assert_array_equal(getattr(x, part), getattr(y, part))
+
+
+def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person_clip, monkeypatch):
+    """decode_driving (the clip's upload event) decodes the frames the first preview's detector
+    needs; that preview decodes nothing and finds the same poses as a cold one; the frames are let
+    go once read. A clip decoded for another length is let go, and the preview decodes its own."""
+    from studio.sessions import DECODE_AHEAD_BUDGET
+
+    cold = PoseSession.create(app.config.tmp_root)
+    preview(app, astronaut_path, person_clip, cold)
+    calls = _counted_decodes(monkeypatch)
+    session = PoseSession.create(app.config.tmp_root)
+    assert app.decode_driving(str(person_clip), POSE["num_frames"], 0, "realtime", session=session) is None
+    assert len(calls) == 1 and calls[0]["max_frames"] == POSE["num_frames"] and session.decoded.ended
+    assert DECODE_AHEAD_BUDGET.used > 0 and session.workdir is None
+    app.decode_driving(str(person_clip), POSE["num_frames"], 0, "realtime", session=session)
+    assert len(calls) == 1  # decoded already
+    preview(app, astronaut_path, person_clip, session)
+    assert len(calls) == 1 and session.decoded is None and DECODE_AHEAD_BUDGET.used == 0
+    _same_poses(session.driving[2].poses, cold.driving[2].poses)
+    app.decode_driving(str(person_clip), POSE["num_frames"], 0, "realtime", session=session)
+    assert len(calls) == 1  # the session has these poses: nothing to decode
+
+    other = PoseSession.create(app.config.tmp_root)
+    app.decode_driving(str(person_clip), 13, 0, "realtime", session=other)  # then the length changed
+    assert len(calls) == 2 and DECODE_AHEAD_BUDGET.used > 0
+    preview(app, astronaut_path, person_clip, other)
+    assert len(calls) == 3 and DECODE_AHEAD_BUDGET.used == 0
+    _same_poses(other.driving[2].poses, cold.driving[2].poses)
+
+    ended = PoseSession.create(app.config.tmp_root)
+    app.decode_driving(str(person_clip), POSE["num_frames"], 2, "official", session=ended)
+    assert calls[-1]["fps"] == 0 and calls[-1]["max_frames"] == POSE["num_frames"] - 2
+    delete_session(ended)  # closed before any preview: the frames go with it
+    assert ended.decoded is None and DECODE_AHEAD_BUDGET.used == 0
+    for blank in (None, "", str(astronaut_path)):  # no clip, or not a video: silent (check_driving says)
+        app.decode_driving(blank, POSE["num_frames"], 0, "realtime", session=ended)
+    assert len(calls) == 4
+
+
+def test_a_preview_clicked_while_the_clip_decodes_reads_its_frames_as_they_come(
+        app, astronaut_path, person_clip, monkeypatch):
+    """One decode for the upload event and a preview started meanwhile: the preview waits for each
+    frame the decode has not delivered yet."""
+    import threading
+    import time
+
+    from steadydancer.pose import extract
+
+    cold = PoseSession.create(app.config.tmp_root)
+    preview(app, astronaut_path, person_clip, cold)
+    calls = []
+    real = extract.detection_frames
+    started = threading.Event()
+
+    def slow(*args, **kwargs):
+        calls.append(kwargs)
+        for frame in real(*args, **kwargs):
+            started.set()
+            time.sleep(0.05)
+            yield frame
+
+    monkeypatch.setattr(extract, "detection_frames", slow)
+    session = PoseSession.create(app.config.tmp_root)
+    upload = threading.Thread(target=app.decode_driving, args=(str(person_clip), POSE["num_frames"], 0),
+                              kwargs=dict(session=session))
+    upload.start()
+    assert started.wait(30)
+    preview(app, astronaut_path, person_clip, session)
+    upload.join(30)
+    assert len(calls) == 1 and session.runs["decode_on_arrival"] == 1
+    _same_poses(session.driving[2].poses, cold.driving[2].poses)
+
+
 def test_a_preview_started_while_the_photo_is_detected_waits_for_it(app, astronaut_path, person_clip,
                                                                      tmp_path, monkeypatch):
     """The photo's event and a preview clicked meanwhile share one detection (the session's lock)."""

@@ -478,7 +478,8 @@ def test_only_example_media_are_served_from_examples(server):
 def test_a_new_photo_and_a_new_clip_are_checked_by_their_own_events(tmp_path):
     """The photo's change event runs detect_character: private, in the CPU previews' concurrency
     group (the detector's work counts against the same limit), the latest change only, no spinner.
-    An uploaded clip's header is read by check_driving, which never waits in a queue."""
+    An uploaded clip's header is read by check_driving, which never waits in a queue; its frames are
+    decoded by decode_driving, with the length and frame rate set, in the CPU group."""
     from studio import AppConfig, Studio, build_demo
 
     config = AppConfig.from_env().replace(model=str(tmp_path / "none"), offline=True, device="cpu",
@@ -494,6 +495,14 @@ def test_a_new_photo_and_a_new_clip_are_checked_by_their_own_events(tmp_path):
     (check,) = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "check_driving"]
     assert check.targets == [(clip._id, "upload")] and check.inputs == [clip] and check.outputs == []
     assert check.concurrency_limit is None and check.api_visibility == "private"
+    (decode,) = [fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "decode_driving"]
+    by_name = demo.components_by_name
+    assert decode.targets == [(clip._id, "upload")] and decode.outputs == []
+    assert decode.inputs == [clip, by_name["num_frames"], by_name["lead_in_frames"], by_name["frame_rate"]]
+    assert (decode.concurrency_id, decode.concurrency_limit) == (previews[0].concurrency_id,
+                                                                 previews[0].concurrency_limit)
+    assert decode.trigger_mode == "always_last" and decode.show_progress == "hidden"
+    assert decode.api_visibility == "private"
 
 
 def test_the_estimate_reads_no_photo_so_errors_show_once(tmp_path, astronaut_path):

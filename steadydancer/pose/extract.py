@@ -801,24 +801,40 @@ def extract_sequence(frames: Iterable[np.ndarray], *, fps: float, width: int, he
 # ----------------------------------------------------------------------------------------------
 
 
+def detection_frames(path, *, fps: float = MODEL_FPS, max_frames: int | None = None,
+                     detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE, info=None) -> Iterator[np.ndarray]:
+    """The frames :func:`extract_video_poses` hands to the detector: ``path`` decoded by ffmpeg,
+    resampled to ``fps`` (0: every source frame), at most ``max_frames``, downscaled to the
+    detection size. The one definition of that decode, so frames decoded ahead of the extraction
+    (:class:`~steadydancer.pose.path.DecodedClip`) are the very frames it would decode."""
+    from ..video import iter_video_frames
+
+    return (vf.frame for vf in iter_video_frames(path, fps=fps, max_frames=max_frames,
+                                                 max_side=detect_max_side, info=info))
+
+
 def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None = None, progress: Progress = None,
                         min_person_fraction: float = 0.5, workers: int | None = None,
                         detect_max_side: int | None = VIDEO_DETECT_MAX_SIDE,
-                        on_frame: Callable[[int, np.ndarray], None] | None = None) -> PoseSequence:
+                        on_frame: Callable[[int, np.ndarray], None] | None = None,
+                        decoded: Iterable[np.ndarray] | None = None) -> PoseSequence:
     """Poses of a driving video resampled to ``fps`` (0: every source frame).
 
-    ffmpeg decodes and downscales to the detection size (:func:`steadydancer.video.iter_video_frames`)
-    while the detector threads of :func:`extract_sequence` work. Coordinates are normalised to
-    the video's display size (rotation applied), which is the sequence's ``width x height``.
+    ffmpeg decodes and downscales to the detection size (:func:`detection_frames`) while the
+    detector threads of :func:`extract_sequence` work. Coordinates are normalised to the video's
+    display size (rotation applied), which is the sequence's ``width x height``.
 
     ``on_frame(index, frame)`` sees every decoded frame (at the detection size) before it goes
     to a detector, so a caller can keep what it needs from the one decode (the preview does).
+
+    ``decoded``: this clip's :func:`detection_frames` for these arguments, decoded earlier (the
+    app decodes an uploaded clip when it arrives); nothing is decoded here then.
 
     Raises:
         SteadyDancerInputError: the file cannot be read, or fewer than ``min_person_fraction`` of
             the frames show a person.
     """
-    from ..video import iter_video_frames, probe_video
+    from ..video import probe_video
 
     path = Path(path)
     info = probe_video(path)
@@ -829,8 +845,8 @@ def extract_video_poses(path, *, fps: float = MODEL_FPS, max_frames: int | None 
         expected = info.num_frames or None
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
-    decoded = (vf.frame for vf in iter_video_frames(path, fps=fps, max_frames=max_frames,
-                                                    max_side=detect_max_side, info=info))
+    if decoded is None:
+        decoded = detection_frames(path, fps=fps, max_frames=max_frames, detect_max_side=detect_max_side, info=info)
     if on_frame is not None:
         decoded = _tap(decoded, on_frame)
     seq = extract_sequence(decoded, fps=rate, width=info.width, height=info.height,

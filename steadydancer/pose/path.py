@@ -26,6 +26,7 @@ from ..settings import (ALIGN_MODE, ALIGNMENT_FRAME, CONDITIONING, FPS, FRAME_RA
                         REPAIR_DEFAULT, SMOOTH)
 from .align import AlignmentInfo, align_sequence, lead_in
 from .augment import augment_sequence
+from .decoded import DecodedClip
 from .repair import RepairReport, repair_sequence, smooth_sequence
 from .outputs import OUTPUT_FILES, PREVIEW_HEIGHT, PREVIEW_THICKNESS  # noqa: F401  (re-exported)
 from .sequence import PoseFrame, PoseSequence
@@ -168,9 +169,12 @@ def detect_reference_pose(img: Image.Image, size: tuple[int, int]) -> PoseFrame:
 
 
 def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
-                    progress: Progress = None) -> DrivingPoses:
+                    progress: Progress = None, decoded: Optional[DecodedClip] = None) -> DrivingPoses:
     """Poses of the driving motion: a video (mediapipe), a saved poses.json, or a PoseSequence.
-    A video's frames are also kept at preview size as they are decoded (``DrivingPoses.frames``)."""
+    A video's frames are also kept at preview size as they are decoded (``DrivingPoses.frames``).
+
+    ``decoded``: the video decoded ahead (:class:`~steadydancer.pose.decoded.DecodedClip`); read
+    instead of the file when it holds this clip at these options' frame rate and length."""
     options = options or PoseOptions()
     frames = DrivingFrames()
     if isinstance(driving, PoseSequence):
@@ -187,8 +191,10 @@ def extract_driving(driving: DrivingInput, options: PoseOptions | None = None,
             from .extract import extract_video_poses
 
             collect = _PreviewFrameCollector(frames)
+            ahead = decoded.frames() if decoded is not None and decoded.matches(
+                path, options.fps, options.max_frames) else None
             seq = extract_video_poses(path, fps=options.fps, max_frames=options.max_frames, progress=progress,
-                                      on_frame=collect)
+                                      on_frame=collect, decoded=ahead)
             collect.finish(len(seq))
             video = path
     if isinstance(driving, PoseSequence) or video is None:
