@@ -92,9 +92,9 @@ class PoseSession:
     people_note: Optional[str] = None  #: a photo of several people: which one is animated
     #: the uploaded clip decoded on arrival, until a preview reads it (:func:`decode_on_arrival`)
     decoded: Optional[DecodedClip] = None
-    #: (clip key, fps) of the extraction running now: a decode arriving meanwhile is not started
-    reading: Optional[tuple] = None
-    clip_lock: threading.Lock = field(default_factory=threading.Lock)  #: guards ``decoded`` and ``reading``
+    #: a clip is being extracted now: a decode arriving meanwhile is not started
+    extracting: bool = False
+    clip_lock: threading.Lock = field(default_factory=threading.Lock)  #: guards ``decoded`` and ``extracting``
 
     @classmethod
     def create(cls, root: Path) -> "PoseSession":
@@ -199,7 +199,7 @@ def decode_on_arrival(session: PoseSession, source: DrivingSource, options: Pose
         pending = session.decoded
         if pending is not None and pending.matches(source.path, options.fps, options.max_frames):
             return
-        if session.reading is not None or driving_reusable(session, drv_key, options.max_frames):
+        if session.extracting or driving_reusable(session, drv_key, options.max_frames):
             return
         clip = session.decoded = DecodedClip(source.path, options.fps, options.max_frames, DECODE_AHEAD_BUDGET)
     if pending is not None:
@@ -208,13 +208,13 @@ def decode_on_arrival(session: PoseSession, source: DrivingSource, options: Pose
     session.runs["decode_on_arrival"] += 1
 
 
-def _take_decoded(session: PoseSession, drv_key: tuple) -> Optional[DecodedClip]:
+def _take_decoded(session: PoseSession) -> Optional[DecodedClip]:
     """The clip decoded on arrival, taken out of the session for the extraction that starts now
     (:func:`~steadydancer.pose.path.extract_driving` reads it if it matches); marks the extraction
     as running."""
     with session.clip_lock:
         decoded, session.decoded = session.decoded, None
-        session.reading = drv_key
+        session.extracting = True
     return decoded
 
 
@@ -240,12 +240,12 @@ def compute_poses(session: PoseSession, image: str, source: DrivingSource, optio
     def driving_stage(check: Callable[[], None]) -> DrivingPoses:
         # check(): the character's detection failed, stop extracting now
         scaled = checked(lambda f, m: report(0.05 + 0.8 * f, f"Extracting poses: {m}"), check)
-        decoded = _take_decoded(session, drv_key)
+        decoded = _take_decoded(session)
         try:
             driving = extract_driving(source.path, options, scaled, decoded=decoded)
         finally:
             with session.clip_lock:
-                session.reading = None
+                session.extracting = False
             if decoded is not None:
                 decoded.stop()  # read, or for other settings: its frames go
         if source.video is not None and driving.video is None:  # a project motion: show its clip

@@ -102,3 +102,22 @@ def person_clip(tmp_path_factory) -> Path:
     """A 1.5 s, 16 fps H.264 clip (320x384) of a real person moving side to side."""
     path = tmp_path_factory.mktemp("clips") / "person.mp4"
     return write_clip(path, make_person_frames(24), fps=16)
+
+
+@pytest.fixture
+def decode_calls(monkeypatch) -> list:
+    """The keyword arguments of every call of ``extract.detection_frames`` (the extractor's decode
+    of a clip for the detector) made during the test, in order."""
+    from steadydancer.pose import extract
+
+    calls: list = []
+    real = extract.detection_frames
+    monkeypatch.setattr(extract, "detection_frames", lambda *a, **k: calls.append(k) or real(*a, **k))
+    return calls
+
+
+def assert_same_poses(a, b) -> None:
+    """Two pose sequences with the same frames, every part bit for bit (NaN for missing points)."""
+    for x, y in zip(a, b, strict=True):
+        for part in ("body", "hands", "face"):
+            np.testing.assert_array_equal(getattr(x, part), getattr(y, part))

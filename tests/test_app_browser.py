@@ -42,12 +42,8 @@ def page(tmp_path):
             browser.close()
 
 
-def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip, monkeypatch):
-    from steadydancer.pose import extract
-
-    decodes = []  # the server runs in this process: every decode of the clip for the detector
-    real_decode = extract.detection_frames
-    monkeypatch.setattr(extract, "detection_frames", lambda *a, **k: decodes.append(k) or real_decode(*a, **k))
+def test_preview_poses_in_chromium(page, tmp_path, astronaut_path, person_clip, decode_calls):
+    decodes = decode_calls  # the server runs in this process: every decode of the clip for the detector
     ARTIFACTS.mkdir(exist_ok=True)
     with launch_app(tmp_path) as (studio, _, url):
         origin = url.rstrip("/")

@@ -26,7 +26,7 @@ from steadydancer import settings  # noqa: E402
 from steadydancer.pose.path import PoseOptions, extract_driving  # noqa: E402
 from studio import inputs, runtime  # noqa: E402
 from studio.sessions import PoseSession, compute_poses, delete_session, motion_frames, sweep_old_sessions  # noqa: E402
-from tests.conftest import run_python  # noqa: E402
+from tests.conftest import assert_same_poses, run_python  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -322,22 +322,7 @@ def test_an_uploaded_clip_is_checked_when_it_arrives(app, person_clip, tmp_path,
         app.check_driving(str(notes))
 
 
-def _counted_decodes(monkeypatch) -> list:
-    from steadydancer.pose import extract
-
-    calls = []
-    real = extract.detection_frames
-    monkeypatch.setattr(extract, "detection_frames", lambda *a, **k: calls.append(k) or real(*a, **k))
-    return calls
-
-
-def _same_poses(a, b) -> None:
-    for x, y in zip(a, b, strict=True):
-        for part in ("body", "hands", "face"):
-            np.testing.assert_array_equal(getattr(x, part), getattr(y, part))
-
-
-def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person_clip, monkeypatch):
+def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person_clip, decode_calls):
     """decode_driving (the clip's upload event) decodes the frames the first preview's detector
     needs; that preview decodes nothing and finds the same poses as a cold one; the frames are let
     go once read. A clip decoded for another length is let go, and the preview decodes its own."""
@@ -345,7 +330,8 @@ def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person
 
     cold = PoseSession.create(app.config.tmp_root)
     preview(app, astronaut_path, person_clip, cold)
-    calls = _counted_decodes(monkeypatch)
+    calls = decode_calls
+    calls.clear()  # counted from here: the cold preview above decoded the clip itself
     session = PoseSession.create(app.config.tmp_root)
     assert app.decode_driving(str(person_clip), POSE["num_frames"], 0, "realtime", session=session) is None
     assert len(calls) == 1 and calls[0]["max_frames"] == POSE["num_frames"] and session.decoded.ended
@@ -354,7 +340,7 @@ def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person
     assert len(calls) == 1  # decoded already
     preview(app, astronaut_path, person_clip, session)
     assert len(calls) == 1 and session.decoded is None and DECODE_AHEAD_BUDGET.used == 0
-    _same_poses(session.driving[2].poses, cold.driving[2].poses)
+    assert_same_poses(session.driving[2].poses, cold.driving[2].poses)
     app.decode_driving(str(person_clip), POSE["num_frames"], 0, "realtime", session=session)
     assert len(calls) == 1  # the session has these poses: nothing to decode
 
@@ -363,7 +349,7 @@ def test_an_uploaded_clip_is_decoded_when_it_arrives(app, astronaut_path, person
     assert len(calls) == 2 and DECODE_AHEAD_BUDGET.used > 0
     preview(app, astronaut_path, person_clip, other)
     assert len(calls) == 3 and DECODE_AHEAD_BUDGET.used == 0
-    _same_poses(other.driving[2].poses, cold.driving[2].poses)
+    assert_same_poses(other.driving[2].poses, cold.driving[2].poses)
 
     ended = PoseSession.create(app.config.tmp_root)
     app.decode_driving(str(person_clip), POSE["num_frames"], 2, "official", session=ended)
@@ -406,7 +392,7 @@ def test_a_preview_clicked_while_the_clip_decodes_reads_its_frames_as_they_come(
     preview(app, astronaut_path, person_clip, session)
     upload.join(30)
     assert len(calls) == 1 and session.runs["decode_on_arrival"] == 1
-    _same_poses(session.driving[2].poses, cold.driving[2].poses)
+    assert_same_poses(session.driving[2].poses, cold.driving[2].poses)
 
 
 def test_a_preview_started_while_the_photo_is_detected_waits_for_it(app, astronaut_path, person_clip,

@@ -93,7 +93,7 @@ class DecodedClip:
             else:
                 complete = not self._stop.is_set()
         except Exception:  # noqa: BLE001 -- the reader decodes the file and meets the error there
-            complete = False
+            pass  # (not complete)
         finally:
             if frames is not None:
                 frames.close()  # the decoder stops now
